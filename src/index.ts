@@ -1,0 +1,2 @@
+/** memshift as a library: the codecs, the client and the jobs, for programs of their own. */
+export * from './protocol/index.js';

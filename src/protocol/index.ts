@@ -1,0 +1,5 @@
+export * from './ascii-frames.js';
+export * from './bytes.js';
+export * from './decoder.js';
+export * from './errors.js';
+export * from './limits.js';
