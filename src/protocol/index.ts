@@ -3,3 +3,4 @@ export * from './bytes.js';
 export * from './decoder.js';
 export * from './errors.js';
 export * from './limits.js';
+export * from './binary.js';
