@@ -1,2 +1,4 @@
 /** memshift as a library: the codecs, the client and the jobs, for programs of their own. */
 export * from './protocol/index.js';
+export * from './net/index.js';
+export * from './topology/index.js';

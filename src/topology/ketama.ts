@@ -1,0 +1,149 @@
+/**
+ * Ketama rings as libmemcached, twemproxy and spymemcached build them.
+ *
+ * All three hash "<server>-<i>" with MD5 and take four little-endian 32-bit
+ * points from each digest; they differ in what <server> is, in how many
+ * points a weight buys (each rounds through 32-bit floats, so the arithmetic
+ * is reproduced with Math.fround), and in which point wins a tie.
+ */
+import { Continuum } from './continuum.js';
+import { md5First32, md5Words, oneAtATime } from './hashes.js';
+import { CeilRing, ONLY_SERVER, type Distribution, type KeyHash } from './ring.js';
+import { KETAMA_DEFAULT_PORT, type Server } from './server.js';
+
+const f32 = Math.fround;
+/** libmemcached's MEMCACHED_POINTS_PER_SERVER_KETAMA and twemproxy's KETAMA_POINTS_PER_SERVER. */
+const KETAMA_POINTS = 160;
+/** libmemcached's MEMCACHED_POINTS_PER_SERVER, for its non-weighted "consistent" ring. */
+const CONSISTENT_POINTS = 100;
+
+/**
+ * libmemcached hashes "host-i" when the port is 11211 and "host:port-i"
+ * otherwise (hosts.cc, update_continuum), with the host as the application
+ * wrote it; twemproxy copies the rule for unnamed servers.
+ */
+export function libmemcachedPointName(server: Server): string {
+  return server.port === KETAMA_DEFAULT_PORT ? server.host : `${server.host}:${server.port}`;
+}
+
+function totalWeight(servers: readonly Server[]): number {
+  let total = 0;
+  for (const s of servers) total += s.weight;
+  return total;
+}
+
+/** libmemcached: floor((float)(pct * 160 / 4 * (float)live + 1e-10F)) * 4, all in float. */
+export function libmemcachedPointCount(weight: number, total: number, live: number): number {
+  const pct = f32(f32(weight) / f32(total));
+  const x = f32(f32(f32(f32(pct * KETAMA_POINTS) / 4) * f32(live)) + f32(1e-10));
+  return Math.floor(x) * 4;
+}
+
+/** twemproxy and spymemcached: the same product in float, the 1e-10 added in double, then back to float. */
+export function twemproxyPointCount(weight: number, total: number, live: number): number {
+  const pct = f32(f32(weight) / f32(total));
+  const x = f32(f32(f32(f32(pct * KETAMA_POINTS) / 4) * f32(live)) + 1e-10);
+  return Math.floor(x) * 4;
+}
+
+/** Adds the four points of each of `digests` MD5 digests of "<name>-<i>". */
+function addMd5Points(
+  name: string,
+  digests: number,
+  owner: number,
+  values: number[],
+  owners: number[],
+): void {
+  const words = new Uint32Array(4);
+  for (let i = 0; i < digests; i++) {
+    md5Words(Buffer.from(`${name}-${i}`, 'utf8'), words);
+    for (let w = 0; w < 4; w++) {
+      values.push(words[w]!);
+      owners.push(owner);
+    }
+  }
+}
+
+/**
+ * libmemcached's weighted ketama (MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED): what
+ * php-memcached's OPT_LIBKETAMA_COMPATIBLE and pylibmc's `ketama_weighted`
+ * turn on. Points from MD5, key hash = MD5 unless `keyHash` says otherwise
+ * (a "consistent" pool with a weight above 1 becomes weighted but keeps its
+ * own key hash).
+ */
+export function libmemcachedKetama(servers: readonly Server[], keyHash: KeyHash = md5First32): Distribution {
+  if (servers.length === 1) return ONLY_SERVER;
+  const total = totalWeight(servers);
+  const values: number[] = [];
+  const owners: number[] = [];
+  servers.forEach((server, index) => {
+    const count = libmemcachedPointCount(server.weight, total, servers.length);
+    addMd5Points(libmemcachedPointName(server), count / 4, index, values, owners);
+  });
+  return new CeilRing(keyHash, new Continuum(values, owners, 'first'));
+}
+
+/**
+ * libmemcached's MEMCACHED_DISTRIBUTION_CONSISTENT, and MEMCACHED_BEHAVIOR_KETAMA
+ * without weights (php-memcached DISTRIBUTION_CONSISTENT, pylibmc `ketama: True`):
+ * 100 points per server, each the key hash (one-at-a-time by default) of
+ * "host:port-i". Not compatible with libketama. libmemcached switches such a
+ * pool to the weighted MD5 ring as soon as one server has a weight above 1
+ * (hosts.cc, server_add), keeping the configured key hash.
+ */
+export function libmemcachedConsistent(
+  servers: readonly Server[],
+  keyHash: KeyHash = oneAtATime,
+): Distribution {
+  if (servers.length === 1) return ONLY_SERVER;
+  if (servers.some((s) => s.weight > 1)) return libmemcachedKetama(servers, keyHash);
+  const values: number[] = [];
+  const owners: number[] = [];
+  servers.forEach((server, index) => {
+    const name = libmemcachedPointName(server);
+    for (let i = 0; i < CONSISTENT_POINTS; i++) {
+      values.push(keyHash(Buffer.from(`${name}-${i}`, 'utf8')));
+      owners.push(index);
+    }
+  });
+  return new CeilRing(keyHash, new Continuum(values, owners, 'first'));
+}
+
+/**
+ * twemproxy (nutcracker) `distribution: ketama`: points from MD5 of
+ * "<name>-i", where name is the server's own name when it has one, else
+ * "host" for port 11211 and "host:port" otherwise (nc_conf.c); the key hash
+ * is the pool's `hash:` (fnv1a_64 unless set). twemproxy hashes every pool
+ * through the continuum, even a pool of one server.
+ */
+export function twemproxyKetama(servers: readonly Server[], keyHash: KeyHash): Distribution {
+  const total = totalWeight(servers);
+  const values: number[] = [];
+  const owners: number[] = [];
+  servers.forEach((server, index) => {
+    const count = twemproxyPointCount(server.weight, total, servers.length);
+    addMd5Points(server.name ?? libmemcachedPointName(server), count / 4, index, values, owners);
+  });
+  return new CeilRing(keyHash, new Continuum(values, owners, 'first'));
+}
+
+/**
+ * spymemcached's KetamaConnectionFactory (KetamaNodeLocator, KETAMA_HASH,
+ * KetamaNodeKeyFormatter.Format.SPYMEMCACHED): 160 points per server from MD5
+ * of "<socket address>-i", where the socket address is Java's
+ * InetSocketAddress text without its leading '/'. For a server given by IP
+ * literal that is "ip:port"; for a hostname Java writes "hostname/ip:port",
+ * which memshift cannot know without resolving, so such a server needs its
+ * `name` set to that text. Java's TreeMap keeps the last point put on a tie.
+ */
+export function spymemcachedKetama(servers: readonly Server[]): Distribution {
+  const total = totalWeight(servers);
+  const weighted = servers.some((s) => s.weight !== 1);
+  const values: number[] = [];
+  const owners: number[] = [];
+  servers.forEach((server, index) => {
+    const count = weighted ? twemproxyPointCount(server.weight, total, servers.length) : KETAMA_POINTS;
+    addMd5Points(server.name ?? `${server.host}:${server.port}`, count / 4, index, values, owners);
+  });
+  return new CeilRing(md5First32, new Continuum(values, owners, 'last'));
+}

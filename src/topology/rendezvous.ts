@@ -1,0 +1,93 @@
+/**
+ * pymemcache's HashClient: rendezvous (highest random weight) hashing. Each
+ * server scores murmur3_32("<host>:<port>-<key>") and the highest score wins;
+ * on a tie the server whose name sorts last wins (`max(str(node), str(winner))`).
+ *
+ * pymemcache runs murmur3 in pure Python over a str, reading `ord(c) & 0xff`
+ * per character, so a non-ASCII key (allowed with allow_unicode_keys) is
+ * hashed by its code points cut to one byte each, not by its UTF-8 bytes.
+ * The server prefix is the same for every key, so its whole 4-byte blocks are
+ * mixed once, up front.
+ */
+import { codePointLowBytes, murmur3Block, murmur3Finish } from './hashes.js';
+import { ONLY_SERVER, type Distribution } from './ring.js';
+import type { Server } from './server.js';
+
+/** murmur3 state after the whole blocks of one server's "<host>:<port>-" prefix. */
+interface Prefix {
+  readonly h: number;
+  /** The prefix's trailing bytes (0-3), packed little-endian. */
+  readonly pending: number;
+  readonly pendingLength: number;
+  readonly length: number;
+}
+
+export function pymemcacheNodeName(server: Server): string {
+  return `${server.host}:${server.port}`;
+}
+
+export class RendezvousDistribution implements Distribution {
+  private readonly prefixes: Prefix[];
+  /** Rank of each server's name in string order, for ties. */
+  private readonly nameRank: Int32Array;
+  private scratch = new Uint8Array(256);
+
+  constructor(names: readonly string[]) {
+    this.prefixes = names.map((name) => {
+      const bytes = Buffer.from(`${name}-`, 'latin1');
+      let h = 0;
+      const whole = bytes.length & ~3;
+      for (let i = 0; i < whole; i += 4) {
+        h = murmur3Block(h, bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
+      }
+      let pending = 0;
+      for (let i = bytes.length - 1; i >= whole; i--) pending = (pending << 8) | bytes[i]!;
+      return { h, pending, pendingLength: bytes.length - whole, length: bytes.length };
+    });
+    const order = names
+      .map((_, i) => i)
+      .sort((a, b) => (names[a]! < names[b]! ? -1 : names[a]! > names[b]! ? 1 : 0));
+    this.nameRank = new Int32Array(names.length);
+    order.forEach((server, rank) => (this.nameRank[server] = rank));
+  }
+
+  serverFor(key: Buffer): number {
+    let units: Uint8Array = key;
+    let length = key.length;
+    for (let i = 0; i < key.length; i++) {
+      if (key[i]! >= 0x80) {
+        if (this.scratch.length < key.length) this.scratch = new Uint8Array(key.length);
+        length = codePointLowBytes(key, this.scratch);
+        units = this.scratch;
+        break;
+      }
+    }
+    let best = -1;
+    let winner = 0;
+    for (let s = 0; s < this.prefixes.length; s++) {
+      const p = this.prefixes[s]!;
+      let h = p.h;
+      let acc = p.pending;
+      let accLength = p.pendingLength;
+      for (let i = 0; i < length; i++) {
+        acc |= units[i]! << (accLength << 3);
+        if (++accLength === 4) {
+          h = murmur3Block(h, acc);
+          acc = 0;
+          accLength = 0;
+        }
+      }
+      const score = murmur3Finish(h, acc, accLength, p.length + length);
+      if (score > best || (score === best && this.nameRank[s]! > this.nameRank[winner]!)) {
+        best = score;
+        winner = s;
+      }
+    }
+    return winner;
+  }
+}
+
+export function pymemcacheRendezvous(servers: readonly Server[]): Distribution {
+  if (servers.length === 1) return ONLY_SERVER;
+  return new RendezvousDistribution(servers.map(pymemcacheNodeName));
+}
