@@ -1,6 +1,8 @@
 /**
- * The numbers of memcached's binary protocol: opcodes, response statuses and
- * their names (reference/memcached-protocol-binary.txt, sections 3.2 and 3.3).
+ * What the opcodes of memcached's binary protocol mean: their numbers, names
+ * and quiet twins, the response statuses (reference/memcached-protocol-binary.txt,
+ * sections 3.2 and 3.3), the layout of each opcode's extras and the request
+ * shapes a server accepts. Framing lives in binary.ts.
  *
  * The reference draft stops at PrependQ (0x1a). The rest of the table holds
  * the opcodes later servers and clients agreed on (verbosity, touch and
@@ -9,6 +11,7 @@
  * neither Verbosity nor the range, vbucket and TAP opcodes: it answers them
  * with UnknownCommand (0x0081). Our parsers frame them like any other packet.
  */
+import type { BinaryRequest, BinaryResponse } from './binary.js';
 
 export const BinaryOpcode = {
   Get: 0x00,
@@ -195,4 +198,161 @@ export function binaryOpcodeName(opcode: number): BinaryOpcodeName | undefined {
 /** The human text of a status (`Key not found`), `status 0x00NN` when it is not in the table. */
 export function binaryStatusText(status: number): string {
   return STATUS_TEXT.get(status) ?? `status 0x${status.toString(16).padStart(4, '0')}`;
+}
+
+// Opcode families, so an encoder's signature says which opcodes it builds.
+export type BinaryGetOpcode =
+  typeof BinaryOpcode.Get | typeof BinaryOpcode.GetQ | typeof BinaryOpcode.GetK | typeof BinaryOpcode.GetKQ;
+export type BinaryStoreOpcode =
+  | typeof BinaryOpcode.Set
+  | typeof BinaryOpcode.SetQ
+  | typeof BinaryOpcode.Add
+  | typeof BinaryOpcode.AddQ
+  | typeof BinaryOpcode.Replace
+  | typeof BinaryOpcode.ReplaceQ;
+export type BinaryConcatOpcode =
+  | typeof BinaryOpcode.Append
+  | typeof BinaryOpcode.AppendQ
+  | typeof BinaryOpcode.Prepend
+  | typeof BinaryOpcode.PrependQ;
+export type BinaryDeleteOpcode = typeof BinaryOpcode.Delete | typeof BinaryOpcode.DeleteQ;
+export type BinaryArithmeticOpcode =
+  | typeof BinaryOpcode.Increment
+  | typeof BinaryOpcode.IncrementQ
+  | typeof BinaryOpcode.Decrement
+  | typeof BinaryOpcode.DecrementQ;
+export type BinaryTouchOpcode =
+  | typeof BinaryOpcode.Touch
+  | typeof BinaryOpcode.GAT
+  | typeof BinaryOpcode.GATQ
+  | typeof BinaryOpcode.GATK
+  | typeof BinaryOpcode.GATKQ;
+export type BinaryFlushOpcode = typeof BinaryOpcode.Flush | typeof BinaryOpcode.FlushQ;
+export type BinaryQuitOpcode = typeof BinaryOpcode.Quit | typeof BinaryOpcode.QuitQ;
+
+/** Incr/decr with this expiration fail with KeyNotFound instead of creating the counter (section 4.5). */
+export const BINARY_NO_AUTO_CREATE = 0xffffffff;
+
+// ---------------------------------------------------------------------------
+// Extras readers. Called on demand, so a parse allocates nothing for them.
+// Each returns undefined when the extras do not have the length its opcode
+// defines (memcached answers such a request with InvalidArguments).
+
+/** Flags of a Set/Add/Replace(Q) request. */
+export function binaryStoreFlags(req: BinaryRequest): number | undefined {
+  return req.extras.length === 8 ? req.extras.readUInt32BE(0) : undefined;
+}
+
+/** Expiration of a Set/Add/Replace(Q) request. */
+export function binaryStoreExpiration(req: BinaryRequest): number | undefined {
+  return req.extras.length === 8 ? req.extras.readUInt32BE(4) : undefined;
+}
+
+/** Amount to add or subtract, of an Increment/Decrement(Q) request. */
+export function binaryArithmeticDelta(req: BinaryRequest): bigint | undefined {
+  return req.extras.length === 20 ? req.extras.readBigUInt64BE(0) : undefined;
+}
+
+/** Value a missing counter starts at, of an Increment/Decrement(Q) request. */
+export function binaryArithmeticInitial(req: BinaryRequest): bigint | undefined {
+  return req.extras.length === 20 ? req.extras.readBigUInt64BE(8) : undefined;
+}
+
+/** Expiration of an Increment/Decrement(Q) request; BINARY_NO_AUTO_CREATE forbids creating the counter. */
+export function binaryArithmeticExpiration(req: BinaryRequest): number | undefined {
+  return req.extras.length === 20 ? req.extras.readUInt32BE(16) : undefined;
+}
+
+/** Expiration of a Touch, GAT(Q) or GATK(Q) request. */
+export function binaryTouchExpiration(req: BinaryRequest): number | undefined {
+  return req.extras.length === 4 ? req.extras.readUInt32BE(0) : undefined;
+}
+
+/** Delay of a Flush(Q) request: 0 (now) when the optional extra is absent (section 4.7). */
+export function binaryFlushExpiration(req: BinaryRequest): number | undefined {
+  if (req.extras.length === 0) return 0;
+  return req.extras.length === 4 ? req.extras.readUInt32BE(0) : undefined;
+}
+
+/** Level of a Verbosity request. */
+export function binaryVerbosityLevel(req: BinaryRequest): number | undefined {
+  return req.extras.length === 4 ? req.extras.readUInt32BE(0) : undefined;
+}
+
+/** Flags of a successful Get/GetK/GAT/GATK (or quiet) response; memcached also sends them on Touch. */
+export function binaryResponseFlags(res: BinaryResponse): number | undefined {
+  return res.extras.length === 4 ? res.extras.readUInt32BE(0) : undefined;
+}
+
+/** The counter after a successful Increment/Decrement: a 64-bit unsigned value (section 4.5). */
+export function binaryCounterValue(res: BinaryResponse): bigint | undefined {
+  return res.status === BinaryStatus.NoError && res.value.length === 8
+    ? res.value.readBigUInt64BE(0)
+    : undefined;
+}
+
+// ---------------------------------------------------------------------------
+
+type Presence = 'none' | 'some' | 'any';
+
+interface Shape {
+  readonly extras: readonly number[];
+  readonly key: Presence;
+  readonly value: Presence;
+}
+
+const NOTHING: Shape = { extras: [0], key: 'none', value: 'none' };
+
+/**
+ * Request shapes by loud opcode, as memcached 1.6 enforces them (it replies
+ * InvalidArguments and closes the connection otherwise): where the reference
+ * says a field MUST be present or absent (section 4) memcached checks it,
+ * except that it accepts an empty value for Set/Append and a value on Stat,
+ * Touch and GAT. Verbosity's shape is the protocol's; memcached 1.6 answers
+ * it with UnknownCommand. Opcodes no server defines a shape for are absent.
+ */
+const SHAPES: ReadonlyMap<number, Shape> = new Map<number, Shape>([
+  [BinaryOpcode.Get, { extras: [0], key: 'some', value: 'none' }],
+  [BinaryOpcode.GetK, { extras: [0], key: 'some', value: 'none' }],
+  [BinaryOpcode.Set, { extras: [8], key: 'some', value: 'any' }],
+  [BinaryOpcode.Add, { extras: [8], key: 'some', value: 'any' }],
+  [BinaryOpcode.Replace, { extras: [8], key: 'some', value: 'any' }],
+  [BinaryOpcode.Delete, { extras: [0], key: 'some', value: 'none' }],
+  [BinaryOpcode.Increment, { extras: [20], key: 'some', value: 'none' }],
+  [BinaryOpcode.Decrement, { extras: [20], key: 'some', value: 'none' }],
+  [BinaryOpcode.Quit, NOTHING],
+  [BinaryOpcode.Flush, { extras: [0, 4], key: 'none', value: 'none' }],
+  [BinaryOpcode.Noop, NOTHING],
+  [BinaryOpcode.Version, NOTHING],
+  [BinaryOpcode.Append, { extras: [0], key: 'some', value: 'any' }],
+  [BinaryOpcode.Prepend, { extras: [0], key: 'some', value: 'any' }],
+  [BinaryOpcode.Stat, { extras: [0], key: 'any', value: 'any' }],
+  [BinaryOpcode.Verbosity, { extras: [4], key: 'none', value: 'none' }],
+  [BinaryOpcode.Touch, { extras: [4], key: 'some', value: 'any' }],
+  [BinaryOpcode.GAT, { extras: [4], key: 'some', value: 'any' }],
+  [BinaryOpcode.GATK, { extras: [4], key: 'some', value: 'any' }],
+  [BinaryOpcode.SASLListMechs, NOTHING],
+  [BinaryOpcode.SASLAuth, { extras: [0], key: 'some', value: 'any' }],
+  [BinaryOpcode.SASLStep, { extras: [0], key: 'some', value: 'any' }],
+]);
+
+/**
+ * Why a well-framed request has the wrong shape for its opcode (the reply
+ * would be InvalidArguments), or undefined when it is fine or its opcode has
+ * no shape we know (the reply would be UnknownCommand).
+ */
+export function binaryRequestProblem(req: BinaryRequest): string | undefined {
+  const shape = SHAPES.get(loudOf(req.opcode));
+  if (shape === undefined) return undefined;
+  if (!shape.extras.includes(req.extras.length)) {
+    return `${req.extras.length} bytes of extras where ${shape.extras.join(' or ')} are expected`;
+  }
+  const keyProblem = presenceProblem('key', shape.key, req.key.length);
+  return keyProblem ?? presenceProblem('value', shape.value, req.value.length);
+}
+
+function presenceProblem(field: string, expected: Presence, length: number): string | undefined {
+  if (expected === 'none' && length > 0) return `a ${field} where none is allowed`;
+  if (expected === 'some' && length === 0) return `no ${field} where one is required`;
+  return undefined;
 }

@@ -9,10 +9,23 @@
  * a bound is broken (key or value too long): those are the cases where
  * memcached itself closes the connection. Opcode-specific shape rules (which
  * extras lengths an opcode takes) do not break framing, so they are checked
- * separately by `binaryRequestProblem()`, and the extras readers below return
- * undefined for a shape they cannot read instead of throwing.
+ * separately by `binaryRequestProblem()` (binary-opcodes.ts), and its extras
+ * readers return undefined for a shape they cannot read instead of throwing.
  */
-import { BINARY_HEADER_BYTES, BinaryDataType, BinaryOpcode, BinaryStatus, loudOf } from './binary-opcodes.js';
+import {
+  BINARY_HEADER_BYTES,
+  BinaryDataType,
+  BinaryOpcode,
+  BinaryStatus,
+  type BinaryArithmeticOpcode,
+  type BinaryConcatOpcode,
+  type BinaryDeleteOpcode,
+  type BinaryFlushOpcode,
+  type BinaryGetOpcode,
+  type BinaryQuitOpcode,
+  type BinaryStoreOpcode,
+  type BinaryTouchOpcode,
+} from './binary-opcodes.js';
 import { B } from './bytes.js';
 import type { FrameParser, ParseCursor } from './decoder.js';
 import { protocolError } from './errors.js';
@@ -64,38 +77,6 @@ export interface BinaryRequestInit extends BinaryPacketInit {
 export interface BinaryResponseInit extends BinaryPacketInit {
   readonly status?: number;
 }
-
-export type BinaryGetOpcode =
-  typeof BinaryOpcode.Get | typeof BinaryOpcode.GetQ | typeof BinaryOpcode.GetK | typeof BinaryOpcode.GetKQ;
-export type BinaryStoreOpcode =
-  | typeof BinaryOpcode.Set
-  | typeof BinaryOpcode.SetQ
-  | typeof BinaryOpcode.Add
-  | typeof BinaryOpcode.AddQ
-  | typeof BinaryOpcode.Replace
-  | typeof BinaryOpcode.ReplaceQ;
-export type BinaryConcatOpcode =
-  | typeof BinaryOpcode.Append
-  | typeof BinaryOpcode.AppendQ
-  | typeof BinaryOpcode.Prepend
-  | typeof BinaryOpcode.PrependQ;
-export type BinaryDeleteOpcode = typeof BinaryOpcode.Delete | typeof BinaryOpcode.DeleteQ;
-export type BinaryArithmeticOpcode =
-  | typeof BinaryOpcode.Increment
-  | typeof BinaryOpcode.IncrementQ
-  | typeof BinaryOpcode.Decrement
-  | typeof BinaryOpcode.DecrementQ;
-export type BinaryTouchOpcode =
-  | typeof BinaryOpcode.Touch
-  | typeof BinaryOpcode.GAT
-  | typeof BinaryOpcode.GATQ
-  | typeof BinaryOpcode.GATK
-  | typeof BinaryOpcode.GATKQ;
-export type BinaryFlushOpcode = typeof BinaryOpcode.Flush | typeof BinaryOpcode.FlushQ;
-export type BinaryQuitOpcode = typeof BinaryOpcode.Quit | typeof BinaryOpcode.QuitQ;
-
-/** Incr/decr with this expiration fail with KeyNotFound instead of creating the counter (section 4.5). */
-export const BINARY_NO_AUTO_CREATE = 0xffffffff;
 
 // Shared empty views: most packets lack extras, key or value, and a
 // zero-length Buffer cannot be written through, so one instance serves all.
@@ -419,128 +400,4 @@ export function encodeBinaryVerbosity(level: number, opaque = 0): Buffer[] {
   const head = request(BinaryOpcode.Verbosity, 4, EMPTY, opaque);
   head.writeUInt32BE(level, BINARY_HEADER_BYTES);
   return [head];
-}
-
-// ---------------------------------------------------------------------------
-// Extras readers. Called on demand, so a parse allocates nothing for them.
-// Each returns undefined when the extras do not have the length its opcode
-// defines (memcached answers such a request with InvalidArguments).
-
-/** Flags of a Set/Add/Replace(Q) request. */
-export function binaryStoreFlags(req: BinaryRequest): number | undefined {
-  return req.extras.length === 8 ? req.extras.readUInt32BE(0) : undefined;
-}
-
-/** Expiration of a Set/Add/Replace(Q) request. */
-export function binaryStoreExpiration(req: BinaryRequest): number | undefined {
-  return req.extras.length === 8 ? req.extras.readUInt32BE(4) : undefined;
-}
-
-/** Amount to add or subtract, of an Increment/Decrement(Q) request. */
-export function binaryArithmeticDelta(req: BinaryRequest): bigint | undefined {
-  return req.extras.length === 20 ? req.extras.readBigUInt64BE(0) : undefined;
-}
-
-/** Value a missing counter starts at, of an Increment/Decrement(Q) request. */
-export function binaryArithmeticInitial(req: BinaryRequest): bigint | undefined {
-  return req.extras.length === 20 ? req.extras.readBigUInt64BE(8) : undefined;
-}
-
-/** Expiration of an Increment/Decrement(Q) request; BINARY_NO_AUTO_CREATE forbids creating the counter. */
-export function binaryArithmeticExpiration(req: BinaryRequest): number | undefined {
-  return req.extras.length === 20 ? req.extras.readUInt32BE(16) : undefined;
-}
-
-/** Expiration of a Touch, GAT(Q) or GATK(Q) request. */
-export function binaryTouchExpiration(req: BinaryRequest): number | undefined {
-  return req.extras.length === 4 ? req.extras.readUInt32BE(0) : undefined;
-}
-
-/** Delay of a Flush(Q) request: 0 (now) when the optional extra is absent (section 4.7). */
-export function binaryFlushExpiration(req: BinaryRequest): number | undefined {
-  if (req.extras.length === 0) return 0;
-  return req.extras.length === 4 ? req.extras.readUInt32BE(0) : undefined;
-}
-
-/** Level of a Verbosity request. */
-export function binaryVerbosityLevel(req: BinaryRequest): number | undefined {
-  return req.extras.length === 4 ? req.extras.readUInt32BE(0) : undefined;
-}
-
-/** Flags of a successful Get/GetK/GAT/GATK (or quiet) response; memcached also sends them on Touch. */
-export function binaryResponseFlags(res: BinaryResponse): number | undefined {
-  return res.extras.length === 4 ? res.extras.readUInt32BE(0) : undefined;
-}
-
-/** The counter after a successful Increment/Decrement: a 64-bit unsigned value (section 4.5). */
-export function binaryCounterValue(res: BinaryResponse): bigint | undefined {
-  return res.status === BinaryStatus.NoError && res.value.length === 8
-    ? res.value.readBigUInt64BE(0)
-    : undefined;
-}
-
-// ---------------------------------------------------------------------------
-
-type Presence = 'none' | 'some' | 'any';
-
-interface Shape {
-  readonly extras: readonly number[];
-  readonly key: Presence;
-  readonly value: Presence;
-}
-
-const NOTHING: Shape = { extras: [0], key: 'none', value: 'none' };
-
-/**
- * Request shapes by loud opcode, as memcached 1.6 enforces them (it replies
- * InvalidArguments and closes the connection otherwise): where the reference
- * says a field MUST be present or absent (section 4) memcached checks it,
- * except that it accepts an empty value for Set/Append and a value on Stat,
- * Touch and GAT. Verbosity's shape is the protocol's; memcached 1.6 answers
- * it with UnknownCommand. Opcodes no server defines a shape for are absent.
- */
-const SHAPES: ReadonlyMap<number, Shape> = new Map<number, Shape>([
-  [BinaryOpcode.Get, { extras: [0], key: 'some', value: 'none' }],
-  [BinaryOpcode.GetK, { extras: [0], key: 'some', value: 'none' }],
-  [BinaryOpcode.Set, { extras: [8], key: 'some', value: 'any' }],
-  [BinaryOpcode.Add, { extras: [8], key: 'some', value: 'any' }],
-  [BinaryOpcode.Replace, { extras: [8], key: 'some', value: 'any' }],
-  [BinaryOpcode.Delete, { extras: [0], key: 'some', value: 'none' }],
-  [BinaryOpcode.Increment, { extras: [20], key: 'some', value: 'none' }],
-  [BinaryOpcode.Decrement, { extras: [20], key: 'some', value: 'none' }],
-  [BinaryOpcode.Quit, NOTHING],
-  [BinaryOpcode.Flush, { extras: [0, 4], key: 'none', value: 'none' }],
-  [BinaryOpcode.Noop, NOTHING],
-  [BinaryOpcode.Version, NOTHING],
-  [BinaryOpcode.Append, { extras: [0], key: 'some', value: 'any' }],
-  [BinaryOpcode.Prepend, { extras: [0], key: 'some', value: 'any' }],
-  [BinaryOpcode.Stat, { extras: [0], key: 'any', value: 'any' }],
-  [BinaryOpcode.Verbosity, { extras: [4], key: 'none', value: 'none' }],
-  [BinaryOpcode.Touch, { extras: [4], key: 'some', value: 'any' }],
-  [BinaryOpcode.GAT, { extras: [4], key: 'some', value: 'any' }],
-  [BinaryOpcode.GATK, { extras: [4], key: 'some', value: 'any' }],
-  [BinaryOpcode.SASLListMechs, NOTHING],
-  [BinaryOpcode.SASLAuth, { extras: [0], key: 'some', value: 'any' }],
-  [BinaryOpcode.SASLStep, { extras: [0], key: 'some', value: 'any' }],
-]);
-
-/**
- * Why a well-framed request has the wrong shape for its opcode (the reply
- * would be InvalidArguments), or undefined when it is fine or its opcode has
- * no shape we know (the reply would be UnknownCommand).
- */
-export function binaryRequestProblem(req: BinaryRequest): string | undefined {
-  const shape = SHAPES.get(loudOf(req.opcode));
-  if (shape === undefined) return undefined;
-  if (!shape.extras.includes(req.extras.length)) {
-    return `${req.extras.length} bytes of extras where ${shape.extras.join(' or ')} are expected`;
-  }
-  const keyProblem = presenceProblem('key', shape.key, req.key.length);
-  return keyProblem ?? presenceProblem('value', shape.value, req.value.length);
-}
-
-function presenceProblem(field: string, expected: Presence, length: number): string | undefined {
-  if (expected === 'none' && length > 0) return `a ${field} where none is allowed`;
-  if (expected === 'some' && length === 0) return `no ${field} where one is required`;
-  return undefined;
 }
