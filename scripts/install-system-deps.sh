@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages memshift and its tests use, when they are missing:
+# memcached (servers for the demo and tests), tcpdump (live capture for mirror),
+# libmemcached-tools (memcslap, memccapable: real clients in tests), tmux (terminal UI tests).
+set -euo pipefail
+
+need=()
+command -v memcached >/dev/null 2>&1 || need+=(memcached)
+command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+command -v memccapable >/dev/null 2>&1 || need+=(libmemcached-tools)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
+
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "memshift: missing packages (${need[*]}) and not root: run as root or install them with apt-get" >&2
+    exit 1
+  fi
+fi
+echo "system packages: installing ${need[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

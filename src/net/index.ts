@@ -1,0 +1,5 @@
+export * from './address.js';
+export * from './client.js';
+export * from './connection.js';
+export * from './errors.js';
+export * from './ring.js';
