@@ -4,3 +4,4 @@ export * from './decoder.js';
 export * from './errors.js';
 export * from './limits.js';
 export * from './binary.js';
+export * from './ascii.js';
