@@ -104,16 +104,16 @@ export class BinaryRequestParser implements FrameParser<BinaryRequest> {
   parse(buf: Buffer, start: number, cursor: ParseCursor): BinaryRequest | undefined {
     const total = packetLength(buf, start, B.BINARY_REQUEST, this.limits, cursor);
     if (total === 0) return undefined;
-    const extrasEnd = start + BINARY_HEADER_BYTES + buf.readUInt8(start + AT_EXTRAS_LENGTH);
-    const keyEnd = extrasEnd + buf.readUInt16BE(start + AT_KEY_LENGTH);
+    const extrasEnd = start + BINARY_HEADER_BYTES + buf[start + AT_EXTRAS_LENGTH]!;
+    const keyEnd = extrasEnd + u16(buf, start + AT_KEY_LENGTH);
     const end = start + total;
     cursor.end = end;
     return {
       magic: B.BINARY_REQUEST,
-      opcode: buf.readUInt8(start + AT_OPCODE),
-      dataType: buf.readUInt8(start + AT_DATA_TYPE),
-      vbucket: buf.readUInt16BE(start + AT_VBUCKET_OR_STATUS),
-      opaque: buf.readUInt32BE(start + AT_OPAQUE),
+      opcode: buf[start + AT_OPCODE]!,
+      dataType: buf[start + AT_DATA_TYPE]!,
+      vbucket: u16(buf, start + AT_VBUCKET_OR_STATUS),
+      opaque: u32(buf, start + AT_OPAQUE),
       cas: readCas(buf, start + AT_CAS),
       extras: view(buf, start + BINARY_HEADER_BYTES, extrasEnd),
       key: view(buf, extrasEnd, keyEnd),
@@ -133,16 +133,16 @@ export class BinaryResponseParser implements FrameParser<BinaryResponse> {
   parse(buf: Buffer, start: number, cursor: ParseCursor): BinaryResponse | undefined {
     const total = packetLength(buf, start, B.BINARY_RESPONSE, this.limits, cursor);
     if (total === 0) return undefined;
-    const extrasEnd = start + BINARY_HEADER_BYTES + buf.readUInt8(start + AT_EXTRAS_LENGTH);
-    const keyEnd = extrasEnd + buf.readUInt16BE(start + AT_KEY_LENGTH);
+    const extrasEnd = start + BINARY_HEADER_BYTES + buf[start + AT_EXTRAS_LENGTH]!;
+    const keyEnd = extrasEnd + u16(buf, start + AT_KEY_LENGTH);
     const end = start + total;
     cursor.end = end;
     return {
       magic: B.BINARY_RESPONSE,
-      opcode: buf.readUInt8(start + AT_OPCODE),
-      dataType: buf.readUInt8(start + AT_DATA_TYPE),
-      status: buf.readUInt16BE(start + AT_VBUCKET_OR_STATUS),
-      opaque: buf.readUInt32BE(start + AT_OPAQUE),
+      opcode: buf[start + AT_OPCODE]!,
+      dataType: buf[start + AT_DATA_TYPE]!,
+      status: u16(buf, start + AT_VBUCKET_OR_STATUS),
+      opaque: u32(buf, start + AT_OPAQUE),
       cas: readCas(buf, start + AT_CAS),
       extras: view(buf, start + BINARY_HEADER_BYTES, extrasEnd),
       key: view(buf, extrasEnd, keyEnd),
@@ -172,9 +172,9 @@ function packetLength(
     cursor.need = BINARY_HEADER_BYTES;
     return 0;
   }
-  const keyLength = buf.readUInt16BE(start + AT_KEY_LENGTH);
-  const extrasLength = buf.readUInt8(start + AT_EXTRAS_LENGTH);
-  const bodyLength = buf.readUInt32BE(start + AT_BODY_LENGTH);
+  const keyLength = u16(buf, start + AT_KEY_LENGTH);
+  const extrasLength = buf[start + AT_EXTRAS_LENGTH]!;
+  const bodyLength = u32(buf, start + AT_BODY_LENGTH);
   if (extrasLength + keyLength > bodyLength) {
     throw protocolError(
       `binary packet body of ${bodyLength} bytes cannot hold ${extrasLength} bytes of extras and a ${keyLength}-byte key`,
@@ -222,8 +222,18 @@ function view(buf: Buffer, from: number, to: number): Buffer {
 
 /** Most packets carry no CAS; reading two words first avoids a bigint allocation for them. */
 function readCas(buf: Buffer, at: number): bigint {
-  if (buf.readUInt32BE(at) === 0 && buf.readUInt32BE(at + 4) === 0) return ZERO_CAS;
+  if (u32(buf, at) === 0 && u32(buf, at + 4) === 0) return ZERO_CAS;
   return buf.readBigUInt64BE(at);
+}
+
+// Header fields are read byte by byte: once 24 bytes are known to be there,
+// plain indexing skips the bounds and type checks of Buffer's readUInt*BE.
+function u16(buf: Buffer, at: number): number {
+  return (buf[at]! << 8) | buf[at + 1]!;
+}
+
+function u32(buf: Buffer, at: number): number {
+  return buf[at]! * 0x1000000 + ((buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!);
 }
 
 // ---------------------------------------------------------------------------
