@@ -170,7 +170,7 @@ export class AsciiResponseParser implements FrameParser<AsciiResponse> {
   }
 }
 
-const END: TextResponse = { kind: 'end' };
+const END: TextResponse = Object.freeze({ kind: 'end' });
 
 /**
  * Whether the line `buf[start, eol)` starts with `text`; with `open`, the word

@@ -294,16 +294,17 @@ const STATUS_LINES: Record<TextStatus, Buffer> = {
   RESET: Buffer.from('RESET\r\n'),
 };
 
-export const STATUS_RESPONSES: Record<TextStatus, TextResponse> = {
-  STORED: { kind: 'status', status: 'STORED' },
-  NOT_STORED: { kind: 'status', status: 'NOT_STORED' },
-  EXISTS: { kind: 'status', status: 'EXISTS' },
-  NOT_FOUND: { kind: 'status', status: 'NOT_FOUND' },
-  DELETED: { kind: 'status', status: 'DELETED' },
-  TOUCHED: { kind: 'status', status: 'TOUCHED' },
-  OK: { kind: 'status', status: 'OK' },
-  RESET: { kind: 'status', status: 'RESET' },
-};
+/** One shared, frozen frame per status word: replies carry no data, so nothing needs allocating. */
+export const STATUS_RESPONSES: Readonly<Record<TextStatus, TextResponse>> = Object.freeze({
+  STORED: Object.freeze({ kind: 'status', status: 'STORED' }),
+  NOT_STORED: Object.freeze({ kind: 'status', status: 'NOT_STORED' }),
+  EXISTS: Object.freeze({ kind: 'status', status: 'EXISTS' }),
+  NOT_FOUND: Object.freeze({ kind: 'status', status: 'NOT_FOUND' }),
+  DELETED: Object.freeze({ kind: 'status', status: 'DELETED' }),
+  TOUCHED: Object.freeze({ kind: 'status', status: 'TOUCHED' }),
+  OK: Object.freeze({ kind: 'status', status: 'OK' }),
+  RESET: Object.freeze({ kind: 'status', status: 'RESET' }),
+});
 
 /**
  * `VALUE <key> <flags> <bytes> [<cas unique>]` and its data block
