@@ -240,8 +240,8 @@ function u32(buf: Buffer, at: number): number {
 // Encoders. Each returns the parts of one packet: header, extras and key in
 // one Buffer, then the value as the caller's own Buffer (not copied) when it
 // is not empty, ready for a corked writev. Out-of-range numbers (opcode over
-// 0xff, key over 65535 bytes, negative or fractional expirations) throw
-// RangeError: they are programming errors, not protocol input.
+// 0xff, key over 65535 bytes, extras over 255, negative expirations, CAS
+// beyond 64 bits) throw RangeError: they are programming errors, not input.
 
 export function encodeBinaryRequest(req: BinaryRequestInit): Buffer[] {
   return encodePacket(B.BINARY_REQUEST, req.vbucket ?? 0, req);
