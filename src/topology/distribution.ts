@@ -9,17 +9,11 @@ import { ConfigError } from './config-error.js';
 import { dalliRing } from './dalli.js';
 import { TWEMPROXY_HASHES, md5First32, oneAtATime } from './hashes.js';
 import { nodeMemcachedRing } from './hashring.js';
-import { libmemcachedConsistent, libmemcachedKetama, spymemcachedKetama, twemproxyKetama } from './ketama.js';
+import { libmemcachedConsistent, libmemcachedKetama, spymemcachedKetama } from './ketama.js';
 import { MapDistribution } from './map.js';
-import {
-  gomemcache,
-  libmemcachedModula,
-  memjs,
-  pythonMemcached,
-  spymemcachedDefault,
-  twemproxyModula,
-} from './modula.js';
+import { gomemcache, libmemcachedModula, memjs, pythonMemcached, spymemcachedDefault } from './modula.js';
 import { pymemcacheRendezvous } from './rendezvous.js';
+import { twemproxyKetama, twemproxyModula } from './twemproxy.js';
 import type { Distribution, KeyHash } from './ring.js';
 import type { Server } from './server.js';
 

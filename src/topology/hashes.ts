@@ -231,21 +231,25 @@ export function crc32Libmemcached(bytes: Uint8Array): number {
 }
 
 const CRC16_TABLE = (() => {
-  // The reflected 0x8005 polynomial (CRC-16/ARC), the table twemproxy ships.
+  // CRC-16/XMODEM (polynomial 0x1021, not reflected), the table twemproxy 0.5.0 ships.
   const table = new Uint16Array(256);
   for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xa001 ^ (c >>> 1) : c >>> 1;
+    let c = n << 8;
+    for (let k = 0; k < 8; k++) c = c & 0x8000 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff;
     table[n] = c;
   }
   return table;
 })();
 
-/** twemproxy's crc16. */
+/**
+ * twemproxy 0.5.0's crc16: the XMODEM table, but the running value is a
+ * uint32_t shifted left and never cut to 16 bits, so long keys give values
+ * far above 0xffff (nutcracker proves it: test/fixtures/placement).
+ */
 export function crc16(bytes: Uint8Array): number {
   let crc = 0;
-  for (let i = 0; i < bytes.length; i++) crc = (crc >>> 8) ^ CRC16_TABLE[(crc ^ bytes[i]!) & 0xff]!;
-  return crc;
+  for (let i = 0; i < bytes.length; i++) crc = (crc << 8) ^ CRC16_TABLE[((crc >>> 8) ^ bytes[i]!) & 0xff]!;
+  return crc >>> 0;
 }
 
 // ---------------------------------------------------------------- Jenkins family

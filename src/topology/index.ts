@@ -12,3 +12,4 @@ export * from './pool.js';
 export * from './rendezvous.js';
 export { CeilRing, FloorRing, ONLY_SERVER } from './ring.js';
 export * from './server.js';
+export * from './twemproxy.js';

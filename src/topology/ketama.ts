@@ -26,7 +26,7 @@ export function libmemcachedPointName(server: Server): string {
   return server.port === KETAMA_DEFAULT_PORT ? server.host : `${server.host}:${server.port}`;
 }
 
-function totalWeight(servers: readonly Server[]): number {
+export function totalWeight(servers: readonly Server[]): number {
   let total = 0;
   for (const s of servers) total += s.weight;
   return total;
@@ -47,7 +47,7 @@ export function twemproxyPointCount(weight: number, total: number, live: number)
 }
 
 /** Adds the four points of each of `digests` MD5 digests of "<name>-<i>". */
-function addMd5Points(
+export function addMd5Points(
   name: string,
   digests: number,
   owner: number,
@@ -105,24 +105,6 @@ export function libmemcachedConsistent(
       values.push(keyHash(Buffer.from(`${name}-${i}`, 'utf8')));
       owners.push(index);
     }
-  });
-  return new CeilRing(keyHash, new Continuum(values, owners, 'first'));
-}
-
-/**
- * twemproxy (nutcracker) `distribution: ketama`: points from MD5 of
- * "<name>-i", where name is the server's own name when it has one, else
- * "host" for port 11211 and "host:port" otherwise (nc_conf.c); the key hash
- * is the pool's `hash:` (fnv1a_64 unless set). twemproxy hashes every pool
- * through the continuum, even a pool of one server.
- */
-export function twemproxyKetama(servers: readonly Server[], keyHash: KeyHash): Distribution {
-  const total = totalWeight(servers);
-  const values: number[] = [];
-  const owners: number[] = [];
-  servers.forEach((server, index) => {
-    const count = twemproxyPointCount(server.weight, total, servers.length);
-    addMd5Points(server.name ?? libmemcachedPointName(server), count / 4, index, values, owners);
   });
   return new CeilRing(keyHash, new Continuum(values, owners, 'first'));
 }

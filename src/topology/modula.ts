@@ -24,7 +24,7 @@ function oneBucketEach(servers: readonly Server[]): Uint16Array {
 }
 
 /** A server repeated `weight` times, in list order (python-memcached's and twemproxy's buckets). */
-function weightedBuckets(servers: readonly Server[]): Uint16Array {
+export function weightedBuckets(servers: readonly Server[]): Uint16Array {
   const buckets: number[] = [];
   servers.forEach((server, index) => {
     for (let w = 0; w < server.weight; w++) buckets.push(index);
@@ -40,11 +40,6 @@ function weightedBuckets(servers: readonly Server[]): Uint16Array {
 export function libmemcachedModula(servers: readonly Server[], keyHash: KeyHash = oneAtATime): Distribution {
   if (servers.length === 1) return ONLY_SERVER;
   return new ModulaDistribution(keyHash, oneBucketEach(servers));
-}
-
-/** twemproxy `distribution: modula`: hash % total weight over weight-sized buckets. */
-export function twemproxyModula(servers: readonly Server[], keyHash: KeyHash): Distribution {
-  return new ModulaDistribution(keyHash, weightedBuckets(servers));
 }
 
 /** python-memcached's cmemcache_hash: bits 16-30 of CRC-32, and never 0. */
