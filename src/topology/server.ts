@@ -67,6 +67,13 @@ export function splitServerText(text: string): ServerTextResult {
     }
     rest = rest.slice(1);
   } else {
+    if (spec.split(':').length > 3) {
+      return {
+        ok: false,
+        field: 'host',
+        reason: `'${spec}' has too many ':' (IPv6 addresses go in brackets)`,
+      };
+    }
     const colon = spec.indexOf(':');
     host = colon < 0 ? spec : spec.slice(0, colon);
     rest = colon < 0 ? '' : spec.slice(colon + 1);
