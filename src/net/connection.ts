@@ -186,7 +186,10 @@ export class Connection {
     if (this.state === 'closed') return;
     this.closing = true;
     if (this.state === 'idle' || this.state === 'backoff') {
-      this.failAll(this.unsent, (p) => new ConnectionError(this.endpoint.address, p.doing, 'the client was closed'));
+      this.failAll(
+        this.unsent,
+        (p) => new ConnectionError(this.endpoint.address, p.doing, 'the client was closed'),
+      );
     }
     if (this.pending > 0) await new Promise<void>((resolve) => this.closeWaiters.push(resolve));
     this.destroy();
