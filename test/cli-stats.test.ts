@@ -69,11 +69,27 @@ describe('memshift stats', () => {
     assert.match(lines[2] ?? '', / {2}up {2}/);
   });
 
+  it('reaches an instance on IPv6 loopback', async () => {
+    const v6 = await startMemcached({ host: '::1' });
+    try {
+      const run = memshift('stats', '--json', v6.address);
+      assert.equal(run.status, 0, run.stderr);
+      const [report] = JSON.parse(run.stdout) as Record<string, unknown>[];
+      assert.equal(report?.['address'], `[::1]:${v6.port}`);
+      assert.equal(report?.['up'], true);
+    } finally {
+      await v6.stop();
+    }
+  });
+
   it('gives one clear line for a bad address, without a stack trace', () => {
     const run = memshift('stats', 'localhost:notaport');
     assert.equal(run.status, 2);
     assert.equal(run.stderr.trim().split('\n').length, 1);
-    assert.match(run.stderr, /^memshift: bad server address "localhost:notaport": port must be/);
+    assert.match(
+      run.stderr,
+      /^memshift: bad server address "localhost:notaport": port .notaport. in .* is not 1-65535/,
+    );
   });
 
   it('refuses a bad timeout with one line', () => {

@@ -1,44 +1,21 @@
 import { MemshiftError } from '../protocol/errors.js';
+import { KETAMA_DEFAULT_PORT, splitServerText } from '../topology/server.js';
 
-export const DEFAULT_PORT = 11211;
-
+/** Where to connect: a pool's `Server` is one too. */
 export interface Endpoint {
   readonly host: string;
   readonly port: number;
-  /** As the user wrote it, normalised to `host:port` (`[v6]:port`). */
+  /** `host:port`, bracketed for IPv6. */
   readonly address: string;
 }
 
-/**
- * Reads `host`, `host:port`, `[v6]` or `[v6]:port`. A bare IPv6 address
- * without brackets is accepted when it has more than one colon.
- */
+/** Reads `host`, `host:port`, `[v6]` or `[v6]:port` (port 11211 when left out). */
 export function parseEndpoint(text: string): Endpoint {
-  const input = text.trim();
-  let host: string;
-  let portText: string | undefined;
-  if (input.startsWith('[')) {
-    const close = input.indexOf(']');
-    if (close < 0) throw badAddress(text, 'missing "]"');
-    host = input.slice(1, close);
-    const rest = input.slice(close + 1);
-    if (rest !== '' && !rest.startsWith(':')) throw badAddress(text, 'expected ":port" after "]"');
-    portText = rest === '' ? undefined : rest.slice(1);
-  } else if (input.indexOf(':') !== input.lastIndexOf(':')) {
-    host = input;
-  } else {
-    const colon = input.indexOf(':');
-    host = colon < 0 ? input : input.slice(0, colon);
-    portText = colon < 0 ? undefined : input.slice(colon + 1);
-  }
-  if (host === '') throw badAddress(text, 'missing host');
-  let port = DEFAULT_PORT;
-  if (portText !== undefined) {
-    if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
-      throw badAddress(text, 'port must be a number from 1 to 65535');
-    }
-    port = Number(portText);
-  }
+  const part = splitServerText(text);
+  if (!part.ok) throw badAddress(text, part.reason);
+  if (part.weight !== undefined || part.name !== undefined) throw badAddress(text, 'expected only host:port');
+  const { host } = part;
+  const port = part.port ?? KETAMA_DEFAULT_PORT;
   return { host, port, address: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` };
 }
 
