@@ -1,0 +1,256 @@
+/**
+ * Live capture through tcpdump: the one file of the capture layer that starts
+ * a process. tcpdump does what needs privileges and the kernel's BPF (only
+ * the server ports reach us, excluded clients are dropped in the kernel) and
+ * writes a pcap stream to its stdout, packet-buffered (-U), which the caller
+ * pushes into a PcapReader or CapturePipeline. Its stderr tells us when it
+ * is listening, why it could not start, and how many packets the kernel
+ * dropped.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { MemshiftError } from '../protocol/errors.js';
+import { captureFilter, type AddressRange } from './filter.js';
+
+export interface TcpdumpOptions {
+  /** Interface to capture on (`lo`, `eth0`, `any`). */
+  readonly interface: string;
+  /** Server ports: the filter keeps traffic to and from them. */
+  readonly serverPorts: readonly number[];
+  /** Clients left out by the kernel filter. */
+  readonly excludeClients?: readonly AddressRange[];
+  /** Kernel capture buffer in KiB (-B), default 64 MiB: bursts at 100k requests/s need room. */
+  readonly bufferKiB?: number;
+  /** Snap length (-s), default 0: whole packets. */
+  readonly snapLength?: number;
+  /** Deliver each packet at once (--immediate-mode) instead of in kernel batches: lower latency, more CPU. */
+  readonly immediate?: boolean;
+  /** The tcpdump binary (default `tcpdump`, looked up on PATH). */
+  readonly tcpdumpPath?: string;
+}
+
+/** tcpdump's own counts, from its stats lines; undefined until it has printed one. */
+export interface TcpdumpStats {
+  captured: number | undefined;
+  receivedByFilter: number | undefined;
+  droppedByKernel: number | undefined;
+  droppedByInterface: number | undefined;
+}
+
+const DEFAULT_BUFFER_KIB = 64 * 1024;
+/** Stderr kept for error messages: the last lines only, each cut to a bounded length. */
+const KEPT_LINES = 20;
+const MAX_LINE_CHARS = 1024;
+const STOP_GRACE_MS = 5000;
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** The command line for `options`: `-i IFACE -U -w - -s N -B KIB [--immediate-mode] FILTER`. */
+export function tcpdumpArgs(options: TcpdumpOptions): string[] {
+  const args = ['-i', options.interface, '-U', '-w', '-', '-s', String(options.snapLength ?? 0)];
+  args.push('-B', String(options.bufferKiB ?? DEFAULT_BUFFER_KIB));
+  if (options.immediate) args.push('--immediate-mode');
+  args.push(captureFilter(options.serverPorts, options.excludeClients ?? []));
+  return args;
+}
+
+export class TcpdumpCapture {
+  /** The pcap stream. Read it steadily: a full pipe makes tcpdump drop packets. */
+  readonly stdout: Readable;
+  readonly args: readonly string[];
+  /** Resolves once tcpdump listens; rejects with a one-line MemshiftError when it cannot start. */
+  readonly ready: Promise<void>;
+  /** Resolves when tcpdump has exited, with its final counts. */
+  readonly exited: Promise<TcpdumpStats>;
+  readonly stats: TcpdumpStats = {
+    captured: undefined,
+    receivedByFilter: undefined,
+    droppedByKernel: undefined,
+    droppedByInterface: undefined,
+  };
+  private readonly child: ChildProcess;
+  private readonly lines: string[] = [];
+  private partial = '';
+  private listening = false;
+  private failure: MemshiftError | undefined;
+  private statsWaiters: Array<() => void> = [];
+
+  constructor(options: TcpdumpOptions) {
+    this.args = tcpdumpArgs(options);
+    const path = options.tcpdumpPath ?? 'tcpdump';
+    this.child = spawn(path, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(this.child);
+    installExitHook();
+    this.stdout = this.child.stdout as Readable;
+    let markReady: () => void = () => {};
+    let failReady: (err: MemshiftError) => void = () => {};
+    this.ready = new Promise<void>((resolve, reject) => {
+      markReady = resolve;
+      failReady = reject;
+    });
+    this.ready.catch(() => {}); // a caller that never awaits `ready` still sees the error from `exited`
+    const stderr = this.child.stderr as Readable;
+    stderr.setEncoding('utf8');
+    stderr.on('data', (text: string) => {
+      for (const line of this.splitLines(text)) {
+        if (!this.listening && /listening on /.test(line)) {
+          this.listening = true;
+          markReady();
+        }
+        this.parseStats(line);
+      }
+    });
+    this.exited = new Promise<TcpdumpStats>((resolve) => {
+      this.child.once('error', (err: NodeJS.ErrnoException) => {
+        this.failure = spawnFailure(err, path);
+        running.delete(this.child);
+        failReady(this.failure);
+        this.releaseWaiters();
+        resolve(this.stats);
+      });
+      this.child.once('close', (code, signal) => {
+        running.delete(this.child);
+        if (this.partial !== '') this.parseStats(this.keep(this.partial));
+        if (!this.listening) {
+          this.failure ??= startFailure(this.lines, options.interface, code, signal);
+          failReady(this.failure);
+        }
+        this.releaseWaiters();
+        resolve(this.stats);
+      });
+    });
+  }
+
+  /** Why tcpdump could not start, once known. */
+  get error(): MemshiftError | undefined {
+    return this.failure;
+  }
+
+  /** The last lines tcpdump wrote to stderr. */
+  get stderrLines(): readonly string[] {
+    return this.lines;
+  }
+
+  /**
+   * Asks tcpdump for its counts now (SIGUSR1 makes it print them on Linux);
+   * resolves when the line has been read, or tcpdump has exited.
+   */
+  requestStats(): Promise<TcpdumpStats> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null || this.failure) {
+      return Promise.resolve(this.stats);
+    }
+    const answered = new Promise<TcpdumpStats>((resolve) =>
+      this.statsWaiters.push(() => resolve(this.stats)),
+    );
+    this.child.kill('SIGUSR1');
+    return answered;
+  }
+
+  /** Stops tcpdump (SIGINT: it flushes its output and prints its counts) and waits for it. */
+  async stop(): Promise<TcpdumpStats> {
+    if (this.child.exitCode === null && this.child.signalCode === null && !this.failure) {
+      this.child.kill('SIGINT');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_GRACE_MS);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    return this.exited;
+  }
+
+  private *splitLines(text: string): Generator<string> {
+    let data = this.partial + text;
+    let nl = data.indexOf('\n');
+    while (nl >= 0) {
+      yield this.keep(data.slice(0, nl));
+      data = data.slice(nl + 1);
+      nl = data.indexOf('\n');
+    }
+    this.partial = data.length > MAX_LINE_CHARS ? data.slice(0, MAX_LINE_CHARS) : data;
+  }
+
+  private keep(line: string): string {
+    const cut = line.length > MAX_LINE_CHARS ? line.slice(0, MAX_LINE_CHARS) : line;
+    this.lines.push(cut);
+    if (this.lines.length > KEPT_LINES) this.lines.splice(0, this.lines.length - KEPT_LINES);
+    return cut;
+  }
+
+  /** "N packets captured", "... received by filter", "... dropped by kernel" (one line or three). */
+  private parseStats(line: string): void {
+    const s = this.stats;
+    const count = (what: string): number | undefined => {
+      const m = new RegExp(`(\\d+) packets? ${what}`).exec(line);
+      return m ? Number(m[1]) : undefined;
+    };
+    const captured = count('captured');
+    const received = count('received by filter');
+    const kernel = count('dropped by kernel');
+    const iface = count('dropped by interface');
+    if (captured !== undefined) s.captured = captured;
+    if (received !== undefined) s.receivedByFilter = received;
+    if (iface !== undefined) s.droppedByInterface = iface;
+    if (kernel !== undefined) {
+      s.droppedByKernel = kernel;
+      this.releaseWaiters();
+    }
+  }
+
+  private releaseWaiters(): void {
+    const waiters = this.statsWaiters;
+    this.statsWaiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+/** Starts tcpdump; await `ready` before sending the traffic you want captured. */
+export function startTcpdump(options: TcpdumpOptions): TcpdumpCapture {
+  return new TcpdumpCapture(options);
+}
+
+function spawnFailure(err: NodeJS.ErrnoException, path: string): MemshiftError {
+  if (err.code === 'ENOENT') {
+    return new MemshiftError(
+      'MEMSHIFT_ERR_TCPDUMP_MISSING',
+      `tcpdump not found (${path}): install tcpdump: apt-get install tcpdump`,
+      { cause: err },
+    );
+  }
+  if (err.code === 'EACCES') {
+    return new MemshiftError(
+      'MEMSHIFT_ERR_TCPDUMP_PERMISSION',
+      `cannot run ${path}: run as root or grant: setcap cap_net_raw,cap_net_admin=eip $(command -v tcpdump)`,
+      { cause: err },
+    );
+  }
+  return new MemshiftError('MEMSHIFT_ERR_TCPDUMP', `cannot start ${path}: ${err.message}`, { cause: err });
+}
+
+function startFailure(
+  lines: readonly string[],
+  iface: string,
+  code: number | null,
+  signal: NodeJS.Signals | null,
+): MemshiftError {
+  const text = lines.join('\n');
+  if (/permission|not permitted/i.test(text)) {
+    return new MemshiftError(
+      'MEMSHIFT_ERR_TCPDUMP_PERMISSION',
+      `tcpdump may not capture on ${iface}: run as root or grant: setcap cap_net_raw,cap_net_admin=eip $(command -v tcpdump)`,
+    );
+  }
+  // tcpdump's first complaint is the useful one ("tcpdump: eth9: No such device exists").
+  const first = lines.find((l) => l.trim() !== '' && !l.startsWith('(')) ?? '';
+  const why =
+    first !== '' ? first.replace(/^tcpdump: /, '') : signal ? `killed by ${signal}` : `exit code ${code}`;
+  return new MemshiftError('MEMSHIFT_ERR_TCPDUMP', `tcpdump could not capture on ${iface}: ${why}`);
+}
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // A capture must not outlive memshift.
+  process.on('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+}
