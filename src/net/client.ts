@@ -83,15 +83,7 @@ export class MemcachedClient {
 
   /** Counters summed over the pool's connections. */
   get counters(): ConnectionCounters {
-    const sum: ConnectionCounters = {
-      requests: 0,
-      replies: 0,
-      timeouts: 0,
-      overflows: 0,
-      connects: 0,
-      connectFailures: 0,
-      disconnects: 0,
-    };
+    const sum = zeroCounters();
     for (const c of this.pool) {
       for (const name of Object.keys(sum) as (keyof ConnectionCounters)[]) sum[name] += c.counters[name];
     }

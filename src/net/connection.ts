@@ -68,6 +68,18 @@ export interface ConnectionCounters {
   disconnects: number;
 }
 
+export function zeroCounters(): ConnectionCounters {
+  return {
+    requests: 0,
+    replies: 0,
+    timeouts: 0,
+    overflows: 0,
+    connects: 0,
+    connectFailures: 0,
+    disconnects: 0,
+  };
+}
+
 type State = 'idle' | 'connecting' | 'open' | 'backoff' | 'closed';
 
 const NO_FRAMES: AsciiResponse[] = [];
@@ -86,15 +98,7 @@ const NO_FRAMES: AsciiResponse[] = [];
  */
 export class Connection {
   readonly endpoint: Endpoint;
-  readonly counters: ConnectionCounters = {
-    requests: 0,
-    replies: 0,
-    timeouts: 0,
-    overflows: 0,
-    connects: 0,
-    connectFailures: 0,
-    disconnects: 0,
-  };
+  readonly counters: ConnectionCounters = zeroCounters();
   private readonly options: ConnectionOptions;
   private readonly unsent = new Ring<Pending>();
   private readonly inflight = new Ring<Pending>();
