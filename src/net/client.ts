@@ -13,6 +13,7 @@ import { parseEndpoint, type Endpoint } from './address.js';
 import {
   Connection,
   DEFAULT_CONNECTION_OPTIONS,
+  zeroCounters,
   type ConnectionCounters,
   type ConnectionOptions,
 } from './connection.js';
