@@ -10,9 +10,15 @@ export type TieBreak = 'first' | 'last';
 /** Insertion order fits in 21 bits next to a 32-bit value inside a double's 53-bit mantissa. */
 const ORDER_BITS = 0x200000;
 
+/** The top bits of a hash pick a bucket of the ring, so a lookup searches a handful of points. */
+const BUCKET_SHIFT = 20;
+const BUCKETS = 1 << (32 - BUCKET_SHIFT);
+
 export class Continuum {
   readonly values: Uint32Array;
   readonly owners: Uint16Array;
+  /** starts[b]: index of the first point whose top bits are b or more (starts[BUCKETS] = size). */
+  private readonly starts: Int32Array;
 
   /** `values[i]` is a point of server `owners[i]`, listed in the order the client adds them. */
   constructor(values: ArrayLike<number>, owners: ArrayLike<number>, tie: TieBreak = 'first') {
@@ -34,6 +40,12 @@ export class Continuum {
       this.values[i] = (p - order) / ORDER_BITS;
       this.owners[i] = owners[at]!;
     }
+    this.starts = new Int32Array(BUCKETS + 1);
+    let p = 0;
+    for (let b = 0; b <= BUCKETS; b++) {
+      while (p < n && this.values[p]! >>> BUCKET_SHIFT < b) p++;
+      this.starts[b] = p;
+    }
   }
 
   get size(): number {
@@ -43,8 +55,10 @@ export class Continuum {
   /** The owner of the first point at or above `hash`, wrapping to the first point (ketama). */
   ceil(hash: number): number {
     const values = this.values;
-    let lo = 0;
-    let hi = values.length;
+    const bucket = hash >>> BUCKET_SHIFT;
+    // Points of earlier buckets are below the hash and those of later ones above it.
+    let lo = this.starts[bucket]!;
+    let hi = this.starts[bucket + 1]!;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (values[mid]! < hash) lo = mid + 1;
@@ -56,8 +70,9 @@ export class Continuum {
   /** The owner of the last point at or below `hash`, wrapping to the last point (Dalli). */
   floor(hash: number): number {
     const values = this.values;
-    let lo = 0;
-    let hi = values.length;
+    const bucket = hash >>> BUCKET_SHIFT;
+    let lo = this.starts[bucket]!;
+    let hi = this.starts[bucket + 1]!;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (values[mid]! > hash) hi = mid;
