@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { MemshiftError } from '../protocol/errors.js';
+import { registerPlan } from './commands/plan.js';
 import { registerStats } from './commands/stats.js';
 import type { Output } from './options.js';
 
@@ -23,6 +24,7 @@ export async function main(
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
   registerStats(program, out);
+  registerPlan(program, out);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return out.exitCode;
