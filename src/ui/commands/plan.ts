@@ -3,7 +3,7 @@
  * migration strategy costs in cold keys, how keys spread over the new
  * servers, and which keys change owner. Keys come from a file (metadump lines
  * or `key [size [last-access]]`) or are sampled live from the source pool
- * with `lru_crawler metadump all`.
+ * with `lru_crawler metadump hash`.
  */
 import type { Command } from 'commander';
 import { createReadStream } from 'node:fs';
@@ -49,7 +49,7 @@ export function registerPlan(program: Command, out: Output): void {
     .option('--hash <name>', "distribution of an inline pool, as the application's client hashes", 'ketama')
     .option('--from-hash <name>', 'distribution of an inline --from pool (default: --hash)')
     .option('--keys <file>', 'keys to plan for: metadump lines or "key [size [last-access]]" per line')
-    .option('--sample <n>', 'sample n keys live from the source pool (lru_crawler metadump all)')
+    .option('--sample <n>', 'sample n keys live from the source pool (lru_crawler metadump hash)')
     .option('--json', 'print JSON instead of tables')
     .option('--recent <seconds>', 'a key is recently used when accessed within this many seconds', '3600')
     .option('--mirror-window <seconds>', 'how long mirroring runs before cut-over', '86400')
@@ -140,7 +140,10 @@ async function* readKeysFile(file: string): AsyncGenerator<PlanKey> {
 /**
  * A uniform sample of `size` keys over every server of the pool (reservoir
  * sampling), reading each server's whole dump so the sample is not biased to
- * the slab classes dumped first; memory stays at `size` entries.
+ * the slab classes dumped first; memory stays at `size` entries. The dump
+ * walks the hash table (`metadump hash`), which lists each item once even
+ * while the LRU maintainer moves items between LRUs; `metadump all` walks the
+ * LRUs and can miss or repeat an item that moves during the walk.
  */
 export async function sampleKeys(pool: Pool, size: number): Promise<{ sample: PlanKey[]; seen: number }> {
   const sample: PlanKey[] = [];
@@ -156,7 +159,7 @@ export async function sampleKeys(pool: Pool, size: number): Promise<{ sample: Pl
   for (const server of pool.servers) {
     const client = new MemcachedClient(server.address);
     try {
-      for await (const entry of client.metadump('all')) {
+      for await (const entry of client.metadump('hash')) {
         seen++;
         // Copy the key: the entry may be a view into the connection's buffer.
         const item: PlanKey = { key: Buffer.from(entry.key), size: entry.size, lastAccess: entry.la };
