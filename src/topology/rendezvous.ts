@@ -67,15 +67,29 @@ export class RendezvousDistribution implements Distribution {
     for (let s = 0; s < this.prefixes.length; s++) {
       const p = this.prefixes[s]!;
       let h = p.h;
-      let acc = p.pending;
-      let accLength = p.pendingLength;
-      for (let i = 0; i < length; i++) {
-        acc |= units[i]! << (accLength << 3);
-        if (++accLength === 4) {
-          h = murmur3Block(h, acc);
-          acc = 0;
-          accLength = 0;
+      // The stream is the prefix's pending bytes followed by the key: the first block tops up the
+      // pending bytes, every later block is four key bytes read little-endian.
+      const fill = 4 - p.pendingLength;
+      let acc: number;
+      let accLength: number;
+      let i: number;
+      if (length < fill) {
+        acc = p.pending;
+        for (i = 0; i < length; i++) acc |= units[i]! << ((p.pendingLength + i) << 3);
+        accLength = p.pendingLength + length;
+      } else {
+        acc = p.pending;
+        for (i = 0; i < fill; i++) acc |= units[i]! << ((p.pendingLength + i) << 3);
+        h = murmur3Block(h, acc);
+        for (; i + 4 <= length; i += 4) {
+          h = murmur3Block(
+            h,
+            units[i]! | (units[i + 1]! << 8) | (units[i + 2]! << 16) | (units[i + 3]! << 24),
+          );
         }
+        acc = 0;
+        accLength = length - i;
+        for (let j = 0; i < length; i++, j += 8) acc |= units[i]! << j;
       }
       const score = murmur3Finish(h, acc, accLength, p.length + length);
       if (score > best || (score === best && this.nameRank[s]! > this.nameRank[winner]!)) {
