@@ -198,7 +198,9 @@ export function renderPlan(plan: Plan): string {
   lines.push('');
   const rows: string[][] = [];
   for (const s of plan.strategies) {
-    rows.push([s.strategy, pct(s.cold.keys), pct(s.cold.bytes), pct(s.cold.recentKeys)]);
+    // Step costs add up over the migration (and may pass 100%): say so beside the total.
+    const label = s.steps ? `${s.strategy} (sum of ${s.steps.length} steps)` : s.strategy;
+    rows.push([label, pct(s.cold.keys), pct(s.cold.bytes), pct(s.cold.recentKeys)]);
     for (const [i, step] of (s.steps ?? []).entries()) {
       rows.push([`  step ${i + 1}: ${step.change}`, pct(step.keys), pct(step.bytes), pct(step.recentKeys)]);
     }
