@@ -23,7 +23,12 @@ export interface TcpdumpOptions {
   readonly bufferKiB?: number;
   /** Snap length (-s), default 0: whole packets. */
   readonly snapLength?: number;
-  /** Deliver each packet at once (--immediate-mode) instead of in kernel batches: lower latency, more CPU. */
+  /**
+   * Deliver each packet at once (--immediate-mode) instead of in kernel
+   * batches (up to a second late). Costs CPU, and libpcap then sizes its ring
+   * in snap-length slots (-B 64 MiB / 256 KiB = 256 packets with -s 0), so
+   * pair it with a small snap length or expect kernel drops under load.
+   */
   readonly immediate?: boolean;
   /** The tcpdump binary (default `tcpdump`, looked up on PATH). */
   readonly tcpdumpPath?: string;
