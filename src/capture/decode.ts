@@ -45,13 +45,24 @@ export class PacketDecoder {
    * is reused by the next call.
    */
   decode(record: PcapRecord): TcpSegment | undefined {
-    return this.decodeFrame(record.linkType, record.data, record.timestampMicros);
+    return this.decodeAt(record.linkType, record.buffer, record.start, record.end, record.timestampMicros);
   }
 
   decodeFrame(linkType: number, frame: Buffer, timestampMicros: number): TcpSegment | undefined {
+    return this.decodeAt(linkType, frame, 0, frame.length, timestampMicros);
+  }
+
+  /** The frame in [start, end) of `buf`, read in place. */
+  decodeAt(
+    linkType: number,
+    buf: Buffer,
+    start: number,
+    end: number,
+    timestampMicros: number,
+  ): TcpSegment | undefined {
     const c = this.counters;
     c.frames++;
-    const offset = networkOffset(linkType, frame);
+    const offset = networkOffset(linkType, buf, start, end);
     if (offset < 0) {
       if (offset === LINK_NOT_IP) c.notIp++;
       else if (offset === LINK_TRUNCATED) c.truncated++;
@@ -59,7 +70,7 @@ export class PacketDecoder {
       return undefined;
     }
     const seg = this.segment;
-    const ip = parseIp(frame, offset, seg);
+    const ip = parseIp(buf, offset, end, seg);
     if (ip !== IP_OK) {
       if (ip === IP_FRAGMENT) c.fragments++;
       else if (ip === IP_TRUNCATED) c.truncated++;
@@ -71,7 +82,7 @@ export class PacketDecoder {
       c.notTcp++;
       return undefined;
     }
-    const tcp = parseTcp(frame, seg);
+    const tcp = parseTcp(buf, seg);
     if (tcp !== TCP_OK) {
       if (tcp === TCP_TRUNCATED) c.truncated++;
       else c.malformed++;

@@ -51,21 +51,21 @@ export class IpPacket {
   end = 0;
 }
 
-/** Reads the IP header at `offset` into `out`. */
-export function parseIp(frame: Buffer, offset: number, out: IpPacket): IpStatus {
-  if (frame.length < offset + 1) return IP_TRUNCATED;
+/** Reads the IP header at `offset` into `out`; the captured frame ends at `end`. */
+export function parseIp(frame: Buffer, offset: number, end: number, out: IpPacket): IpStatus {
+  if (end < offset + 1) return IP_TRUNCATED;
   const version = frame[offset]! >>> 4;
-  if (version === 4) return parseIpv4(frame, offset, out);
-  if (version === 6) return parseIpv6(frame, offset, out);
+  if (version === 4) return parseIpv4(frame, offset, end, out);
+  if (version === 6) return parseIpv6(frame, offset, end, out);
   return IP_MALFORMED;
 }
 
-function parseIpv4(frame: Buffer, offset: number, out: IpPacket): IpStatus {
-  if (frame.length < offset + 20) return IP_TRUNCATED;
+function parseIpv4(frame: Buffer, offset: number, end: number, out: IpPacket): IpStatus {
+  if (end < offset + 20) return IP_TRUNCATED;
   const headerLength = (frame[offset]! & 0x0f) * 4; // options included
   const totalLength = frame.readUInt16BE(offset + 2);
   if (headerLength < 20 || totalLength < headerLength) return IP_MALFORMED;
-  if (frame.length < offset + headerLength) return IP_TRUNCATED;
+  if (end < offset + headerLength) return IP_TRUNCATED;
   // More-fragments flag or a non-zero fragment offset: part of a fragmented datagram.
   if ((frame.readUInt16BE(offset + 6) & 0x3fff) !== 0) return IP_FRAGMENT;
   out.family = 4;
@@ -76,12 +76,12 @@ function parseIpv4(frame: Buffer, offset: number, out: IpPacket): IpStatus {
   out.dst[1] = out.dst[2] = out.dst[3] = 0;
   out.transportOffset = offset + headerLength;
   out.transportLength = totalLength - headerLength;
-  out.end = Math.min(frame.length, offset + totalLength);
+  out.end = Math.min(end, offset + totalLength);
   return IP_OK;
 }
 
-function parseIpv6(frame: Buffer, offset: number, out: IpPacket): IpStatus {
-  if (frame.length < offset + 40) return IP_TRUNCATED;
+function parseIpv6(frame: Buffer, offset: number, end: number, out: IpPacket): IpStatus {
+  if (end < offset + 40) return IP_TRUNCATED;
   const payloadLength = frame.readUInt16BE(offset + 4);
   // A zero payload length announces a jumbogram (RFC 2675), never seen on a TCP path to memcached.
   if (payloadLength === 0) return IP_UNREADABLE;
@@ -98,17 +98,17 @@ function parseIpv6(frame: Buffer, offset: number, out: IpPacket): IpStatus {
       next === V6_HIP ||
       next === V6_SHIM6
     ) {
-      if (frame.length < at + 2) return IP_TRUNCATED;
+      if (end < at + 2) return IP_TRUNCATED;
       next = frame[at]!;
       at += (frame[at + 1]! + 1) * 8;
     } else if (next === V6_FRAGMENT) {
-      if (frame.length < at + 8) return IP_TRUNCATED;
+      if (end < at + 8) return IP_TRUNCATED;
       // Offset 0 with no more fragments is an "atomic fragment": the whole datagram.
       if ((frame.readUInt16BE(at + 2) & 0xfff9) !== 0) return IP_FRAGMENT;
       next = frame[at]!;
       at += 8;
     } else if (next === V6_AUTH) {
-      if (frame.length < at + 2) return IP_TRUNCATED;
+      if (end < at + 2) return IP_TRUNCATED;
       next = frame[at]!;
       at += (frame[at + 1]! + 2) * 4;
     } else if (next === V6_ESP || next === V6_NO_NEXT) {
@@ -124,6 +124,6 @@ function parseIpv6(frame: Buffer, offset: number, out: IpPacket): IpStatus {
   }
   out.transportOffset = at;
   out.transportLength = datagramEnd - at;
-  out.end = Math.min(frame.length, datagramEnd);
+  out.end = Math.min(end, datagramEnd);
   return IP_OK;
 }

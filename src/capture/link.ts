@@ -50,48 +50,50 @@ export function isSupportedLinkType(linkType: number): boolean {
 }
 
 /**
- * Offset of the IP header in `frame`, or LINK_NOT_IP, LINK_TRUNCATED,
- * LINK_UNSUPPORTED. Pure: reads the frame, allocates nothing.
+ * Offset in `buf` of the IP header of the frame in [start, end), or
+ * LINK_NOT_IP, LINK_TRUNCATED, LINK_UNSUPPORTED. Pure: reads the frame in
+ * place (no view is made of it), allocates nothing.
  */
-export function networkOffset(linkType: number, frame: Buffer): number {
+export function networkOffset(linkType: number, buf: Buffer, start = 0, end = buf.length): number {
+  const length = end - start;
   switch (linkType) {
     case LINKTYPE.ETHERNET:
-      return ethernet(frame);
+      return ethernet(buf, start, end);
     case LINKTYPE.LINUX_SLL:
       // 16-byte header; the protocol type (an EtherType) is the last field.
-      if (frame.length < 16) return LINK_TRUNCATED;
-      return isIpEtherType(frame.readUInt16BE(14)) ? 16 : LINK_NOT_IP;
+      if (length < 16) return LINK_TRUNCATED;
+      return isIpEtherType(buf.readUInt16BE(start + 14)) ? start + 16 : LINK_NOT_IP;
     case LINKTYPE.LINUX_SLL2:
       // 20-byte header; the protocol type comes first.
-      if (frame.length < 20) return LINK_TRUNCATED;
-      return isIpEtherType(frame.readUInt16BE(0)) ? 20 : LINK_NOT_IP;
+      if (length < 20) return LINK_TRUNCATED;
+      return isIpEtherType(buf.readUInt16BE(start)) ? start + 20 : LINK_NOT_IP;
     case LINKTYPE.NULL: {
-      if (frame.length < 4) return LINK_TRUNCATED;
+      if (length < 4) return LINK_TRUNCATED;
       // Host byte order of the machine that captured: a little-endian value
       // above 0xffff means the writer was big-endian.
-      let family = frame.readUInt32LE(0);
-      if (family > 0xffff) family = frame.readUInt32BE(0);
-      return isIpFamily(family) ? 4 : LINK_NOT_IP;
+      let family = buf.readUInt32LE(start);
+      if (family > 0xffff) family = buf.readUInt32BE(start);
+      return isIpFamily(family) ? start + 4 : LINK_NOT_IP;
     }
     case LINKTYPE.LOOP:
-      if (frame.length < 4) return LINK_TRUNCATED;
-      return isIpFamily(frame.readUInt32BE(0)) ? 4 : LINK_NOT_IP;
+      if (length < 4) return LINK_TRUNCATED;
+      return isIpFamily(buf.readUInt32BE(start)) ? start + 4 : LINK_NOT_IP;
     case LINKTYPE.RAW:
     case LINKTYPE.RAW_DLT12:
     case LINKTYPE.RAW_DLT14:
     case LINKTYPE.IPV4:
     case LINKTYPE.IPV6:
-      return 0;
+      return start;
     default:
       return LINK_UNSUPPORTED;
   }
 }
 
-function ethernet(frame: Buffer): number {
-  let offset = 12;
+function ethernet(buf: Buffer, start: number, end: number): number {
+  let offset = start + 12;
   for (;;) {
-    if (frame.length < offset + 2) return LINK_TRUNCATED;
-    const type = frame.readUInt16BE(offset);
+    if (end < offset + 2) return LINK_TRUNCATED;
+    const type = buf.readUInt16BE(offset);
     if (type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ || type === ETHERTYPE_QINQ_OLD) {
       offset += 4; // tag control information, then the next EtherType
       continue;

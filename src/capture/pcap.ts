@@ -13,14 +13,35 @@ import { PCAPNG_SECTION_HEADER, PcapngParser } from './pcapng.js';
 
 /** One captured packet. The reader reuses one object: copy what you keep past the callback. */
 export interface PcapRecord {
-  interfaceId: number;
-  linkType: number;
+  readonly interfaceId: number;
+  readonly linkType: number;
   /** Microseconds since the Unix epoch (0 for pcapng simple packet blocks, which carry no time). */
-  timestampMicros: number;
-  /** Length on the wire; larger than `data.length` when the snap length cut the packet. */
-  originalLength: number;
-  /** The captured bytes: a view into the pushed chunk, or into one buffer for a record that straddled chunks. */
-  data: Buffer;
+  readonly timestampMicros: number;
+  /** Length on the wire; larger than the captured length when the snap length cut the packet. */
+  readonly originalLength: number;
+  /**
+   * The captured bytes are buffer[start, end): the pushed chunk, or one buffer
+   * for a record that straddled chunks. Decoding reads them in place.
+   */
+  readonly buffer: Buffer;
+  readonly start: number;
+  readonly end: number;
+  /** The captured bytes as a view (made on each access). */
+  readonly data: Buffer;
+}
+
+/** The reader's one mutable record. */
+export class CaptureRecord implements PcapRecord {
+  interfaceId = -1;
+  linkType = -1;
+  timestampMicros = 0;
+  originalLength = 0;
+  buffer: Buffer = Buffer.alloc(0);
+  start = 0;
+  end = 0;
+  get data(): Buffer {
+    return this.buffer.subarray(this.start, this.end);
+  }
 }
 
 export interface PcapInterface {
@@ -54,13 +75,7 @@ const CLASSIC_RECORD_HEADER_BYTES = 16;
 export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024;
 
 /** The frame the decoder hands out for headers and skipped blocks. */
-const NO_PACKET: PcapRecord = {
-  interfaceId: -1,
-  linkType: -1,
-  timestampMicros: 0,
-  originalLength: 0,
-  data: Buffer.alloc(0),
-};
+const NO_PACKET = new CaptureRecord();
 
 class CaptureFileParser implements FrameParser<PcapRecord> {
   readonly limits: Limits = DEFAULT_LIMITS;
@@ -69,7 +84,7 @@ class CaptureFileParser implements FrameParser<PcapRecord> {
   /** What an incomplete frame is, for the truncation message. */
   waitingFor = 'file header';
   records = 0;
-  private readonly record: PcapRecord = { ...NO_PACKET };
+  private readonly record = new CaptureRecord();
   private classicInterface: PcapInterface | undefined;
   private littleEndian = true;
   private nanos = false;
@@ -169,7 +184,9 @@ class CaptureFileParser implements FrameParser<PcapRecord> {
     record.linkType = iface.linkType;
     record.timestampMicros = seconds * 1e6 + (this.nanos ? Math.floor(fraction / 1000) : fraction);
     record.originalLength = Math.max(captured, this.u32(buf, start + 12));
-    record.data = buf.subarray(start + CLASSIC_RECORD_HEADER_BYTES, start + total);
+    record.buffer = buf;
+    record.start = start + CLASSIC_RECORD_HEADER_BYTES;
+    record.end = start + total;
     cursor.end = start + total;
     this.records++;
     return record;

@@ -7,7 +7,7 @@
  */
 import type { ParseCursor } from '../protocol/decoder.js';
 import { protocolError } from '../protocol/errors.js';
-import type { PcapInterface, PcapRecord } from './pcap.js';
+import type { CaptureRecord, PcapInterface } from './pcap.js';
 
 export const PCAPNG_SECTION_HEADER = 0x0a0d0d0a;
 const BYTE_ORDER_MAGIC = 0x1a2b3c4d;
@@ -44,7 +44,7 @@ export class PcapngParser {
   }
 
   /** true: `record` holds a packet; false: a block without one; undefined: need more (cursor.need set). */
-  parse(buf: Buffer, start: number, cursor: ParseCursor, record: PcapRecord): boolean | undefined {
+  parse(buf: Buffer, start: number, cursor: ParseCursor, record: CaptureRecord): boolean | undefined {
     if (buf.length - start < 12) {
       cursor.need = 12;
       return undefined;
@@ -143,7 +143,7 @@ export class PcapngParser {
     buf: Buffer,
     start: number,
     length: number,
-    record: PcapRecord,
+    record: CaptureRecord,
     interfaceId: number,
     dataAt: number,
   ): boolean {
@@ -161,11 +161,13 @@ export class PcapngParser {
     record.linkType = iface.linkType;
     record.timestampMicros = toMicros(units, iface);
     record.originalLength = Math.max(captured, this.u32(buf, start + 24));
-    record.data = buf.subarray(start + dataAt, start + dataAt + captured);
+    record.buffer = buf;
+    record.start = start + dataAt;
+    record.end = start + dataAt + captured;
     return true;
   }
 
-  private simplePacket(buf: Buffer, start: number, length: number, record: PcapRecord): boolean {
+  private simplePacket(buf: Buffer, start: number, length: number, record: CaptureRecord): boolean {
     if (length < 16) throw protocolError('pcapng simple packet block too short', buf, start);
     const iface = this.interfaces[0];
     if (iface === undefined) throw protocolError('pcapng simple packet before any interface', buf, start);
@@ -177,7 +179,9 @@ export class PcapngParser {
     record.linkType = iface.linkType;
     record.timestampMicros = 0; // simple packet blocks carry no timestamp
     record.originalLength = original;
-    record.data = buf.subarray(start + 12, start + 12 + captured);
+    record.buffer = buf;
+    record.start = start + 12;
+    record.end = start + 12 + captured;
     return true;
   }
 

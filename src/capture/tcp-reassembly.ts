@@ -541,13 +541,19 @@ export class FlowTable {
   }
 }
 
-/** A small-integer (V8 Smi) hash of an endpoint, so that the bucket map never boxes a number. */
+/**
+ * A small-integer (V8 Smi) hash of an endpoint, so that the bucket map never
+ * boxes a number. The port is mixed in after the address has been scrambled:
+ * XORing them raw would cancel out for clients whose address and port rise
+ * together.
+ */
 function endpointKey(words: Uint32Array, port: number): number {
-  let h = Math.imul(words[0]! ^ port, 0x9e3779b1);
-  h = Math.imul(h ^ words[1]! ^ (h >>> 15), 0x85ebca6b);
-  h = Math.imul(h ^ words[2]! ^ (h >>> 13), 0xc2b2ae35);
-  h ^= words[3]! ^ (h >>> 16);
-  return h & 0x3fffffff;
+  let h = Math.imul(words[0]! ^ 0x2545f491, 0x9e3779b1);
+  h = Math.imul(h ^ (h >>> 16) ^ port, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ words[1]!, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16) ^ words[2]!, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ words[3]!, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) & 0x3fffffff;
 }
 
 function sameWords(a: Uint32Array, b: Uint32Array): boolean {
