@@ -198,6 +198,27 @@ describe('flow table: losses', () => {
     assert.equal(table.counters.gapBytes, 4);
   });
 
+  it('bounds the out-of-order bytes of all flows together', () => {
+    const { rec, table } = run(
+      [
+        ...handshake(40000),
+        ...handshake(40001),
+        up(0, 'aaaa'),
+        up(8, 'cccc'),
+        up(0, 'AAAA', { clientPort: 40001 }),
+        up(8, 'CCCC', { clientPort: 40001 }),
+        up(12, 'DDDD', { clientPort: 40001 }),
+      ],
+      { maxTotalBufferedBytes: 8 },
+    );
+    assert.equal(table.bufferedBytes, 4); // flow 1 still waits for its hole
+    assert.equal(table.counters.overflows, 1);
+    assert.equal(rec.stream(2, 'request'), 'AAAA[gap 4]CCCCDDDD');
+    table.closeAll();
+    assert.equal(rec.stream(1, 'request'), 'aaaa[gap 4]cccc');
+    assert.equal(table.bufferedBytes, 0);
+  });
+
   it('turns bytes cut by the snap length into a gap and reads on', () => {
     const { rec, table } = run([...handshake(), up(0, 'get a\r\n', { cut: 3 }), up(7, 'get b\r\n')]);
     assert.equal(rec.stream(1, 'request'), 'get [gap 3]get b\r\n');

@@ -72,6 +72,8 @@ export interface FlowTableOptions {
   readonly maxFlows?: number;
   /** Most out-of-order bytes held per direction (default 1 MiB); beyond, the oldest hole becomes a gap. */
   readonly maxBufferedBytes?: number;
+  /** Most out-of-order bytes held by all flows together (default 64 MiB); beyond, as above. */
+  readonly maxTotalBufferedBytes?: number;
   /** A flow with no packet for this long is closed by `sweep()` (default 10 minutes). */
   readonly idleTimeoutMicros?: number;
   /** Connections from these clients are not tracked. */
@@ -103,6 +105,7 @@ export interface FlowCounters {
 
 const DEFAULT_MAX_FLOWS = 65_536;
 const DEFAULT_MAX_BUFFERED = 1024 * 1024;
+const DEFAULT_MAX_TOTAL_BUFFERED = 64 * 1024 * 1024;
 const DEFAULT_IDLE_MICROS = 10 * 60 * 1e6;
 
 /** Signed distance from sequence number b to a, modulo 2^32. */
@@ -199,6 +202,9 @@ export class FlowTable {
   private readonly serverPorts: Uint8Array;
   private readonly maxFlows: number;
   private readonly maxBuffered: number;
+  private readonly maxTotalBuffered: number;
+  /** Out-of-order bytes held by all flows. */
+  private held = 0;
   private readonly idleMicros: number;
   private readonly excluded: readonly AddressRange[];
   /** Buckets by a small-integer hash of the client endpoint; collisions chain through `FlowState.chain`. */
@@ -215,6 +221,7 @@ export class FlowTable {
     for (const port of options.serverPorts) this.serverPorts[port & 0xffff] = 1;
     this.maxFlows = Math.max(1, options.maxFlows ?? DEFAULT_MAX_FLOWS);
     this.maxBuffered = Math.max(0, options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED);
+    this.maxTotalBuffered = Math.max(0, options.maxTotalBufferedBytes ?? DEFAULT_MAX_TOTAL_BUFFERED);
     this.idleMicros = options.idleTimeoutMicros ?? DEFAULT_IDLE_MICROS;
     this.excluded = options.excludeClients ?? [];
   }
@@ -222,6 +229,11 @@ export class FlowTable {
   /** Flows being tracked. */
   get size(): number {
     return this.count;
+  }
+
+  /** Out-of-order bytes held by all flows, waiting for the bytes before them. */
+  get bufferedBytes(): number {
+    return this.held;
   }
 
   onPacket(seg: TcpSegment): void {
@@ -364,7 +376,10 @@ export class FlowTable {
     for (;;) {
       const ahead = seqDiff(seq, s.next);
       if (ahead <= 0) break;
-      if (s.heldBytes + payload.length <= this.maxBuffered) {
+      if (
+        s.heldBytes + payload.length <= this.maxBuffered &&
+        this.held + payload.length <= this.maxTotalBuffered
+      ) {
         this.counters.outOfOrderSegments++;
         this.hold(s, seq, payload, micros);
         return;
@@ -432,6 +447,7 @@ export class FlowTable {
     const data = Buffer.from(payload.subarray(seqDiff(from, seq), seqDiff(to, seq)));
     s.held.splice(at, 0, { seq: from, data, timestampMicros: micros });
     s.heldBytes += data.length;
+    this.held += data.length;
   }
 
   /** Delivers held segments that have become contiguous. */
@@ -442,6 +458,7 @@ export class FlowTable {
       const h = held[n]!;
       n++;
       s.heldBytes -= h.data.length;
+      this.held -= h.data.length;
       const skip = seqDiff(s.next, h.seq);
       if (skip >= h.data.length) {
         this.counters.retransmittedBytes += h.data.length;
