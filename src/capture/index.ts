@@ -8,6 +8,7 @@ export * from './pcap.js';
 export * from './pcapng.js';
 export * from './pipeline.js';
 export * from './tcp-reassembly.js';
+export * from './tcp-stream.js';
 export * from './tcp.js';
 export * from './tcpdump.js';
 export * from './writer.js';

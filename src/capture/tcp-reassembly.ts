@@ -1,31 +1,21 @@
 /**
- * TCP reassembly for a passive observer: the flow table turns captured
- * segments into each connection's two byte streams, in order, every byte
- * once, with losses reported as gaps so a protocol parser can resynchronise.
+ * The flow table of a passive observer: finds each captured segment's
+ * connection, tells the two directions apart by the server ports, and keeps
+ * the connections' lifecycle; tcp-stream.ts rebuilds each direction's bytes.
  *
- * What the observer can and cannot know shapes the rules:
  * - A connection seen from its SYN starts at its first byte. One already open
  *   when capture began starts at the first payload seen, and says so
  *   (`midstream`): the first bytes may be the middle of a message.
- * - A segment ahead of the expected sequence number waits in a bounded
- *   per-direction buffer for the missing bytes. The missing bytes are declared
- *   lost (a gap) once the receiver acknowledges past them (it has them, so
- *   the sender will not send them again and the capture missed them), when
- *   the buffer would overflow, or when the flow ends.
- * - Retransmitted and overlapping bytes are delivered once: the first copy
- *   seen wins.
- * - Sequence numbers compare modulo 2^32 (RFC 9293, section 3.4), so a stream
- *   crossing the wrap point reads on without a hitch.
- *
- * Memory is bounded by `maxFlows` (the least recently active flow is evicted
- * to make room) and `maxBufferedBytes` per direction. In-order payload is
- * handed out as a view into the capture buffer, without a copy; only
- * out-of-order segments are copied, so that the buffer bound is the real
- * memory held.
+ * - It ends on FIN from both sides (once every byte is handed on), on RST,
+ *   when idle (`sweep`), when evicted, or when a new SYN reuses its ports.
+ * - Memory is bounded by `maxFlows` (the least recently active flow is
+ *   evicted to make room) and by the held out-of-order bytes, per direction
+ *   and in all.
  */
 import { formatAddress, type IpFamily } from './address.js';
 import { rangeContains, type AddressRange } from './filter.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpSegment } from './tcp.js';
+import { TcpStream, type StreamContext } from './tcp-stream.js';
 
 export type Direction = 'request' | 'response';
 
@@ -108,34 +98,6 @@ const DEFAULT_MAX_BUFFERED = 1024 * 1024;
 const DEFAULT_MAX_TOTAL_BUFFERED = 64 * 1024 * 1024;
 const DEFAULT_IDLE_MICROS = 10 * 60 * 1e6;
 
-/** Signed distance from sequence number b to a, modulo 2^32. */
-function seqDiff(a: number, b: number): number {
-  return (a - b) | 0;
-}
-
-interface Held {
-  seq: number;
-  data: Buffer;
-  timestampMicros: number;
-}
-
-class Stream {
-  started = false;
-  /** The next sequence number to deliver. */
-  next = 0;
-  /** Sequence number of the FIN, once seen. */
-  fin = -1;
-  finished = false;
-  /** Out-of-order segments, sorted, not overlapping each other. */
-  held: Held[] = [];
-  heldBytes = 0;
-
-  start(seq: number): void {
-    this.started = true;
-    this.next = seq >>> 0;
-  }
-}
-
 class FlowState implements Flow {
   readonly id: number;
   readonly client: Endpoint;
@@ -146,8 +108,8 @@ class FlowState implements Flow {
   readonly clientWords: Uint32Array;
   readonly serverWords: Uint32Array;
   readonly key: number;
-  readonly request = new Stream();
-  readonly response = new Stream();
+  readonly request: TcpStream;
+  readonly response: TcpStream;
   /** Sequence number of the client's SYN, when seen (to tell a retransmitted SYN from port reuse). */
   synSeq = -1;
   lastMicros: number;
@@ -157,8 +119,17 @@ class FlowState implements Flow {
   older: FlowState | undefined;
   newer: FlowState | undefined;
 
-  constructor(id: number, seg: TcpSegment, clientIsSrc: boolean, midstream: boolean, key: number) {
+  constructor(
+    ctx: StreamContext,
+    id: number,
+    seg: TcpSegment,
+    clientIsSrc: boolean,
+    midstream: boolean,
+    key: number,
+  ) {
     this.id = id;
+    this.request = new TcpStream(ctx, this, 'request');
+    this.response = new TcpStream(ctx, this, 'response');
     this.family = seg.family;
     this.clientWords = Uint32Array.from(clientIsSrc ? seg.src : seg.dst);
     this.serverWords = Uint32Array.from(clientIsSrc ? seg.dst : seg.src);
@@ -201,10 +172,7 @@ export class FlowTable {
   private readonly listener: FlowListener;
   private readonly serverPorts: Uint8Array;
   private readonly maxFlows: number;
-  private readonly maxBuffered: number;
-  private readonly maxTotalBuffered: number;
-  /** Out-of-order bytes held by all flows. */
-  private held = 0;
+  private readonly ctx: StreamContext;
   private readonly idleMicros: number;
   private readonly excluded: readonly AddressRange[];
   /** Buckets by a small-integer hash of the client endpoint; collisions chain through `FlowState.chain`. */
@@ -220,8 +188,13 @@ export class FlowTable {
     this.serverPorts = new Uint8Array(65536);
     for (const port of options.serverPorts) this.serverPorts[port & 0xffff] = 1;
     this.maxFlows = Math.max(1, options.maxFlows ?? DEFAULT_MAX_FLOWS);
-    this.maxBuffered = Math.max(0, options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED);
-    this.maxTotalBuffered = Math.max(0, options.maxTotalBufferedBytes ?? DEFAULT_MAX_TOTAL_BUFFERED);
+    this.ctx = {
+      listener,
+      counters: this.counters,
+      maxBuffered: Math.max(0, options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED),
+      maxTotalBuffered: Math.max(0, options.maxTotalBufferedBytes ?? DEFAULT_MAX_TOTAL_BUFFERED),
+      held: 0,
+    };
     this.idleMicros = options.idleTimeoutMicros ?? DEFAULT_IDLE_MICROS;
     this.excluded = options.excludeClients ?? [];
   }
@@ -233,7 +206,7 @@ export class FlowTable {
 
   /** Out-of-order bytes held by all flows, waiting for the bytes before them. */
   get bufferedBytes(): number {
-    return this.held;
+    return this.ctx.held;
   }
 
   onPacket(seg: TcpSegment): void {
@@ -264,7 +237,7 @@ export class FlowTable {
       this.touch(flow, seg.timestampMicros);
     }
     const stream = clientIsSrc ? flow.request : flow.response;
-    const direction: Direction = clientIsSrc ? 'request' : 'response';
+    const peer = clientIsSrc ? flow.response : flow.request;
     if (flags & TCP_RST) {
       this.finish(flow, 'rst');
       return;
@@ -277,16 +250,12 @@ export class FlowTable {
     if (!stream.started && (seg.payloadLength > 0 || flags & TCP_FIN)) stream.start(seq);
     if (stream.started) {
       if (seg.payloadLength > 0) {
-        this.segment(flow, direction, stream, seq, seg.payload, seg.payloadLength, seg.timestampMicros);
+        stream.segment(seq, seg.payload, seg.payloadLength, seg.timestampMicros);
       }
       if (flags & TCP_FIN && stream.fin < 0) stream.fin = (seq + seg.payloadLength) >>> 0;
     }
-    if (flags & TCP_ACK) {
-      const peer = clientIsSrc ? flow.response : flow.request;
-      if (peer.started) this.acknowledged(flow, clientIsSrc ? 'response' : 'request', peer, seg.ack);
-    }
-    if (this.ended(stream) && this.ended(clientIsSrc ? flow.response : flow.request))
-      this.finish(flow, 'fin');
+    if (flags & TCP_ACK && peer.started) peer.acknowledged(seg.ack);
+    if (stream.ended && peer.ended) this.finish(flow, 'fin');
   }
 
   /** Closes flows idle since before `nowMicros - idleTimeout`; returns how many. */
@@ -348,7 +317,7 @@ export class FlowTable {
       this.counters.flowsEvicted++;
       this.finish(this.oldest, 'evicted');
     }
-    const flow = new FlowState(this.nextId++, seg, clientIsSrc, !syn, key);
+    const flow = new FlowState(this.ctx, this.nextId++, seg, clientIsSrc, !syn, key);
     if (syn && clientIsSrc) flow.synSeq = seg.seq;
     // The acknowledgment number is where the peer's stream goes on: start it
     // there so that a loss of its first segment is seen as a gap.
@@ -363,163 +332,10 @@ export class FlowTable {
     return flow;
   }
 
-  /** Handles `length` payload bytes at `seq`, of which `payload` were captured. */
-  private segment(
-    flow: FlowState,
-    direction: Direction,
-    s: Stream,
-    seq: number,
-    payload: Buffer,
-    length: number,
-    micros: number,
-  ): void {
-    for (;;) {
-      const ahead = seqDiff(seq, s.next);
-      if (ahead <= 0) break;
-      if (
-        s.heldBytes + payload.length <= this.maxBuffered &&
-        this.held + payload.length <= this.maxTotalBuffered
-      ) {
-        this.counters.outOfOrderSegments++;
-        this.hold(s, seq, payload, micros);
-        return;
-      }
-      // No room: the oldest hole will not be filled in time; declare it lost.
-      this.counters.overflows++;
-      const first = s.held[0];
-      this.skipTo(flow, direction, s, first !== undefined && seqDiff(first.seq, seq) < 0 ? first.seq : seq);
-    }
-    const skip = -seqDiff(seq, s.next);
-    if (skip >= length) {
-      this.counters.retransmittedBytes += length;
-      return;
-    }
-    this.counters.retransmittedBytes += skip;
-    if (skip < payload.length) this.deliver(flow, direction, payload.subarray(skip), micros);
-    s.next = (seq + length) >>> 0;
-    // Bytes the snap length cut off: never coming.
-    if (payload.length < length) this.gap(flow, direction, length - Math.max(skip, payload.length));
-    this.drain(flow, direction, s);
-  }
-
-  /** Copies an out-of-order segment into the held list, minus the parts held already. */
-  private hold(s: Stream, seq: number, payload: Buffer, micros: number): void {
-    const held = s.held;
-    const end = (seq + payload.length) >>> 0;
-    let from = seq;
-    let i = 0;
-    while (seqDiff(end, from) > 0) {
-      const h = held[i];
-      if (h === undefined) {
-        this.insertHeld(s, i, from, end, payload, seq, micros);
-        return;
-      }
-      const hEnd = (h.seq + h.data.length) >>> 0;
-      if (seqDiff(hEnd, from) <= 0) {
-        i++;
-        continue;
-      }
-      if (seqDiff(h.seq, from) > 0) {
-        // A hole before h: the new bytes fill it.
-        const pieceEnd = seqDiff(h.seq, end) < 0 ? h.seq : end;
-        this.insertHeld(s, i, from, pieceEnd, payload, seq, micros);
-        i++;
-        from = pieceEnd;
-        if (pieceEnd === end) return;
-      }
-      // [from, min(hEnd, end)) is held already: the first copy wins.
-      const overlapEnd = seqDiff(hEnd, end) < 0 ? hEnd : end;
-      this.counters.retransmittedBytes += seqDiff(overlapEnd, from);
-      from = overlapEnd;
-      i++;
-    }
-  }
-
-  private insertHeld(
-    s: Stream,
-    at: number,
-    from: number,
-    to: number,
-    payload: Buffer,
-    seq: number,
-    micros: number,
-  ): void {
-    const data = Buffer.from(payload.subarray(seqDiff(from, seq), seqDiff(to, seq)));
-    s.held.splice(at, 0, { seq: from, data, timestampMicros: micros });
-    s.heldBytes += data.length;
-    this.held += data.length;
-  }
-
-  /** Delivers held segments that have become contiguous. */
-  private drain(flow: FlowState, direction: Direction, s: Stream): void {
-    const held = s.held;
-    let n = 0;
-    while (n < held.length && seqDiff(held[n]!.seq, s.next) <= 0) {
-      const h = held[n]!;
-      n++;
-      s.heldBytes -= h.data.length;
-      this.held -= h.data.length;
-      const skip = seqDiff(s.next, h.seq);
-      if (skip >= h.data.length) {
-        this.counters.retransmittedBytes += h.data.length;
-        continue;
-      }
-      this.counters.retransmittedBytes += skip;
-      this.deliver(flow, direction, skip === 0 ? h.data : h.data.subarray(skip), h.timestampMicros);
-      s.next = (h.seq + h.data.length) >>> 0;
-    }
-    if (n > 0) held.splice(0, n);
-  }
-
-  /** Declares the bytes up to `target` lost and goes on from there. */
-  private skipTo(flow: FlowState, direction: Direction, s: Stream, target: number): void {
-    const missing = seqDiff(target, s.next);
-    if (missing > 0) {
-      s.next = target >>> 0;
-      this.gap(flow, direction, missing);
-    }
-    this.drain(flow, direction, s);
-  }
-
-  /** The peer acknowledged up to `ack`: every byte before it not seen by now never will be. */
-  private acknowledged(flow: FlowState, direction: Direction, s: Stream, ack: number): void {
-    // A FIN takes one sequence number but is no byte of the stream.
-    const limit = s.fin >= 0 && seqDiff(ack, s.fin) > 0 ? s.fin : ack;
-    while (seqDiff(limit, s.next) > 0) {
-      const first = s.held[0];
-      this.skipTo(
-        flow,
-        direction,
-        s,
-        first !== undefined && seqDiff(first.seq, limit) < 0 ? first.seq : limit,
-      );
-    }
-  }
-
-  private ended(s: Stream): boolean {
-    if (!s.finished && s.fin >= 0 && s.next === s.fin) s.finished = true;
-    return s.finished;
-  }
-
-  private deliver(flow: FlowState, direction: Direction, chunk: Buffer, micros: number): void {
-    this.counters.bytes += chunk.length;
-    this.listener.data(flow, direction, chunk, micros);
-  }
-
-  private gap(flow: FlowState, direction: Direction, missing: number): void {
-    this.counters.gaps++;
-    this.counters.gapBytes += missing;
-    this.listener.gap(flow, direction, missing);
-  }
-
   /** Hands out what is held (holes as gaps), then closes and forgets the flow. */
   private finish(flow: FlowState, reason: CloseReason): void {
-    for (const [direction, s] of [
-      ['request', flow.request],
-      ['response', flow.response],
-    ] as const) {
-      while (s.held.length > 0) this.skipTo(flow, direction, s, s.held[0]!.seq);
-    }
+    flow.request.flush();
+    flow.response.flush();
     this.unlink(flow);
     let prev: FlowState | undefined;
     for (let f = this.buckets.get(flow.key); f !== undefined; prev = f, f = f.chain) {
