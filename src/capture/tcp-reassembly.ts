@@ -26,7 +26,7 @@ export type Direction = 'request' | 'response';
  */
 export type CloseReason = 'fin' | 'rst' | 'idle' | 'evicted' | 'reused' | 'end';
 
-export interface Endpoint {
+export interface FlowEndpoint {
   readonly family: IpFamily;
   readonly address: string;
   readonly port: number;
@@ -35,9 +35,9 @@ export interface Endpoint {
 export interface Flow {
   /** Unique within one table, increasing in order of opening. */
   readonly id: number;
-  readonly client: Endpoint;
+  readonly client: FlowEndpoint;
   /** The endpoint whose port is a server port. */
-  readonly server: Endpoint;
+  readonly server: FlowEndpoint;
   /** The connection was open before capture saw it: streams may start inside a message. */
   readonly midstream: boolean;
   readonly openedMicros: number;
@@ -100,8 +100,8 @@ const DEFAULT_IDLE_MICROS = 10 * 60 * 1e6;
 
 class FlowState implements Flow {
   readonly id: number;
-  readonly client: Endpoint;
-  readonly server: Endpoint;
+  readonly client: FlowEndpoint;
+  readonly server: FlowEndpoint;
   readonly midstream: boolean;
   readonly openedMicros: number;
   readonly family: IpFamily;
