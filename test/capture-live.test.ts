@@ -250,6 +250,19 @@ describe('real tcpdump captures on lo', { timeout: LIVE_TIMEOUT }, () => {
     assert.equal(reader.format, 'pcap');
     assert.equal(reader.interfaces[0]!.linkType, LINKTYPE.ETHERNET);
     const ports = [v4.port, v6.port];
+    const records = (chunks: Buffer[]): string[] => {
+      const r = new PcapReader();
+      const seen: string[] = [];
+      for (const chunk of chunks)
+        r.push(chunk, (p) => seen.push(`${p.timestampMicros} ${p.data.toString('hex')}`));
+      r.end();
+      return seen;
+    };
+    const whole = records([capture]);
+    for (const { name, chunks } of chunkings(capture, 10)) {
+      if (name.startsWith('split at') && Number(name.slice(9)) % 997 !== 0) continue;
+      assert.deepEqual(records(chunks), whole, name);
+    }
     for (const { name, chunks } of chunkings(capture, 10)) {
       if (name.startsWith('split at') && Number(name.slice(9)) % 997 !== 0) continue; // a sample of the split points
       const collector = replay(capture, ports, chunks);
@@ -268,6 +281,38 @@ describe('real tcpdump captures on lo', { timeout: LIVE_TIMEOUT }, () => {
       const collector = replay(ng, ports, chunks);
       for (const c of conversations) assertConversation(collector, c);
     }
+  });
+
+  it('reports a truncated capture with its offset, after handing on every flow seen before the cut', async () => {
+    const { server, port } = await startServer('127.0.0.1');
+    const file = join(dir, 'cut.pcap');
+    const tcpdump = await captureToFile('lo', file, `tcp port ${port}`);
+    const c = await converse('127.0.0.1', port, [Buffer.from('get a\r\n'), message(5, 20_000)]);
+    await caughtUp(file, [port], port);
+    await tcpdump.stop();
+    server.close();
+    const capture = await readFile(file);
+    // Cut in the middle of the record that carries the 20,000-byte message.
+    let cutRecordAt = -1;
+    let offset = 24;
+    new PcapReader().push(capture, (r) => {
+      if (cutRecordAt < 0 && r.end - r.start > 10_000) cutRecordAt = offset;
+      offset += 16 + r.end - r.start;
+    });
+    assert.ok(cutRecordAt > 0, 'no large record');
+    const collector = new Collector();
+    const pipeline = new CapturePipeline(collector, { serverPorts: [port] });
+    pipeline.push(capture.subarray(0, cutRecordAt + 1000));
+    assert.throws(
+      () => pipeline.end(),
+      (err: unknown) =>
+        err instanceof PcapError &&
+        err.offset === cutRecordAt &&
+        err.message.includes(`truncated: it ends inside a packet record at byte ${cutRecordAt}`),
+    );
+    const seen = collector.byClient.get(key(c.client, c.clientPort));
+    assert.equal(seen?.closed, 'end');
+    assert.equal(Buffer.concat(seen.request).toString(), 'get a\r\n');
   });
 
   for (const [linkName, extra, linkType] of [
@@ -421,6 +466,16 @@ describe('tcpdump runner', { timeout: LIVE_TIMEOUT }, () => {
       );
       return true;
     });
+  });
+
+  it('reports a tcpdump that stops capturing by itself', async () => {
+    const tcpdump = startTcpdump({ interface: 'lo', serverPorts: [11211] });
+    tcpdump.stdout.resume();
+    await tcpdump.ready;
+    process.kill(tcpdump.pid!, 'SIGKILL');
+    await tcpdump.exited;
+    assert.equal(tcpdump.error?.code, 'MEMSHIFT_ERR_TCPDUMP');
+    assert.equal(tcpdump.error?.message, 'tcpdump stopped capturing on lo: killed by SIGKILL');
   });
 
   it("passes on tcpdump's reason for other failures", async () => {

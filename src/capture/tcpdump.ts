@@ -78,6 +78,7 @@ export class TcpdumpCapture {
   private readonly lines: string[] = [];
   private partial = '';
   private listening = false;
+  private stopping = false;
   private failure: MemshiftError | undefined;
   private statsWaiters: Array<() => void> = [];
 
@@ -120,6 +121,12 @@ export class TcpdumpCapture {
         if (!this.listening) {
           this.failure ??= startFailure(this.lines, options.interface, code, signal);
           failReady(this.failure);
+        } else if (!this.stopping && code !== 0) {
+          // It was capturing and stopped by itself: the interface went away, the pipe broke...
+          this.failure ??= new MemshiftError(
+            'MEMSHIFT_ERR_TCPDUMP',
+            `tcpdump stopped capturing on ${options.interface}: ${lastComplaint(this.lines, code, signal)}`,
+          );
         }
         this.releaseWaiters();
         resolve(this.stats);
@@ -127,7 +134,12 @@ export class TcpdumpCapture {
     });
   }
 
-  /** Why tcpdump could not start, once known. */
+  /** The tcpdump process id, once spawned. */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Why tcpdump could not start, or why it stopped capturing unasked, once known. */
   get error(): MemshiftError | undefined {
     return this.failure;
   }
@@ -155,6 +167,7 @@ export class TcpdumpCapture {
   /** Stops tcpdump (SIGINT: it flushes its output and prints its counts) and waits for it. */
   async stop(): Promise<TcpdumpStats> {
     if (this.child.exitCode === null && this.child.signalCode === null && !this.failure) {
+      this.stopping = true;
       this.child.kill('SIGINT');
       const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_GRACE_MS);
       await this.exited;
@@ -246,9 +259,23 @@ function startFailure(
   }
   // tcpdump's first complaint is the useful one ("tcpdump: eth9: No such device exists").
   const first = lines.find((l) => l.trim() !== '' && !l.startsWith('(')) ?? '';
-  const why =
-    first !== '' ? first.replace(/^tcpdump: /, '') : signal ? `killed by ${signal}` : `exit code ${code}`;
+  const why = first !== '' ? first.replace(/^tcpdump: /, '') : exitText(code, signal);
   return new MemshiftError('MEMSHIFT_ERR_TCPDUMP', `tcpdump could not capture on ${iface}: ${why}`);
+}
+
+/** The last line that is not news of normal work (listening, counts), else how the process ended. */
+function lastComplaint(lines: readonly string[], code: number | null, signal: NodeJS.Signals | null): string {
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!;
+    if (line.trim() !== '' && !/packets? (captured|received|dropped)|listening on /.test(line)) {
+      return line.replace(/^tcpdump: /, '');
+    }
+  }
+  return exitText(code, signal);
+}
+
+function exitText(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `killed by ${signal}` : `exit code ${code}`;
 }
 
 function installExitHook(): void {
