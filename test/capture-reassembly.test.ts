@@ -325,6 +325,16 @@ describe('flow table: lifecycle', () => {
     assert.equal(rec.stream(2, 'request'), 'two');
   });
 
+  it('keeps the flow when the SYN is retransmitted after a SYN-ACK that capture saw first', () => {
+    const { rec } = run([
+      { up: false, seq: S_ISN, ack: C_ISN + 1, flags: TCP_SYN | TCP_ACK },
+      { up: true, seq: C_ISN, flags: TCP_SYN },
+      up(0, 'get a\r\n'),
+    ]);
+    assert.deepEqual(rec.events, ['open 1']);
+    assert.equal(rec.stream(1, 'request'), 'get a\r\n');
+  });
+
   it('leaves out excluded clients, IPv4 and IPv6', () => {
     const { rec, table } = run(
       [

@@ -226,7 +226,8 @@ export class FlowTable {
     let flow = this.find(seg, clientIsSrc, key);
     const flags = seg.flags;
     if (flow !== undefined && (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN && clientIsSrc) {
-      if (flow.synSeq === seg.seq) return; // a retransmitted SYN
+      // A retransmitted SYN: the one seen, or one that fits the stream as the SYN-ACK announced it.
+      if (flow.synSeq === seg.seq || (flow.synSeq < 0 && (seg.seq + 1) >>> 0 === flow.request.next)) return;
       this.finish(flow, 'reused');
       flow = undefined;
     }
