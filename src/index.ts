@@ -2,3 +2,4 @@
 export * from './protocol/index.js';
 export * from './net/index.js';
 export * from './topology/index.js';
+export * from './capture/index.js';
