@@ -248,10 +248,9 @@ export class TopPoller {
   }
 }
 
-/** The error text without the address the row already shows. */
+/** The error text without the address the row already shows (a redial's error quotes the first). */
 function reason(err: MemshiftError, address: string): string {
-  const prefix = `${address}: `;
-  return err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+  return err.message.split(`${address}: `).join('');
 }
 
 function ratio(part: number, whole: number): number | undefined {

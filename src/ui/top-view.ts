@@ -40,6 +40,11 @@ export const TOP_COLUMNS: readonly Column[] = [
   { title: 'RTT', numeric: true, sortBy: (r) => (r.up ? r.rttMs : Infinity) },
 ];
 
+/** Names sort up, figures down: the biggest instance first. */
+export function defaultDescending(column: number): boolean {
+  return TOP_COLUMNS[column]?.numeric ?? false;
+}
+
 export interface SortState {
   /** Index into TOP_COLUMNS. */
   column: number;
@@ -279,11 +284,13 @@ export class TopScreen {
       case ',':
       case 'LEFT':
         this.sort.column = (this.sort.column + columns - 1) % columns;
+        this.sort.descending = defaultDescending(this.sort.column);
         break;
       case '>':
       case '.':
       case 'RIGHT':
         this.sort.column = (this.sort.column + 1) % columns;
+        this.sort.descending = defaultDescending(this.sort.column);
         break;
       case 'r':
       case 'R':

@@ -79,8 +79,8 @@ function parseCount(text: string | undefined): number | undefined {
 function parseSort(text: string): SortState {
   const column = SORTABLE.indexOf(text.toLowerCase());
   if (column < 0) throw new UsageError(`--sort must be one of ${SORTABLE.join(', ')}; got "${text}"`);
-  // Names sort up, figures down: the biggest instance first.
-  return { column, descending: column > 2 };
+  // The first three columns are names (sorted up); figures sort down, biggest first.
+  return { column, descending: column >= 3 };
 }
 
 export function topGroups(targets: string[], poolsFile: string | undefined): TopGroup[] {
@@ -157,6 +157,7 @@ async function runTop(targets: string[], flags: TopFlags, out: Output): Promise<
         `memshift top: dashboard on ${dashboard.url} (metrics on ${dashboard.url}metrics)\n`,
       );
     }
+    // terminal-kit loads only for top, not for every command.
     const view = await import('../top-view.js');
     if (flags.once) {
       await poller.poll();
