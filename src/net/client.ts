@@ -82,6 +82,11 @@ export class MemcachedClient {
     return n;
   }
 
+  /** Local ports of the connections now open (they change when a connection is redialled). */
+  localPorts(): number[] {
+    return this.pool.flatMap((c) => c.localPorts());
+  }
+
   /** Counters summed over the pool's connections. */
   get counters(): ConnectionCounters {
     const sum = zeroCounters();

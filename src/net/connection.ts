@@ -129,6 +129,12 @@ export class Connection {
     return this.state === 'open';
   }
 
+  /** The open socket's local port (none while not connected): a capture leaves memshift's own traffic out. */
+  localPorts(): number[] {
+    const port = this.socket?.localPort;
+    return port === undefined ? [] : [port];
+  }
+
   /**
    * Sends one request and resolves with its reply frames (`single`: one frame;
    * `list`: the frames before END; `stream`: the frame that ended the reply,
