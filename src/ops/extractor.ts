@@ -1,0 +1,137 @@
+/**
+ * The capture side of `memshift mirror`: a FlowListener that reads both
+ * directions of every memcached connection and hands on one Operation per
+ * request (per key for multi-key reads) with the outcome its reply reported.
+ *
+ * It relies on the FlowListener calls and the Flow type only, so the proxy
+ * can feed it synthetic flows just as the capture layer feeds it real ones.
+ * A malformed stream costs that flow a resync and a counter, never an
+ * exception out of `data`.
+ */
+import type { CloseReason, Direction, Flow, FlowListener } from '../capture/tcp-reassembly.js';
+import { B } from '../protocol/bytes.js';
+import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
+import { AsciiSession } from './ascii-pairing.js';
+import { BinarySession } from './binary-pairing.js';
+import type { Operation } from './operation.js';
+import { huntBinary, isBinaryStart } from './resync.js';
+import {
+  zeroOperationCounters,
+  type OperationCounters,
+  type PairingSession,
+  type SessionContext,
+} from './session.js';
+
+export type { OperationCounters } from './session.js';
+
+export interface OperationExtractorOptions {
+  /** Bounds for each flow's parsers (line, key and value sizes). */
+  readonly limits?: Limits;
+  /** Most requests a flow keeps waiting for replies (default 10,000); beyond, all are given up as 'unknown'. */
+  readonly maxPendingPerFlow?: number;
+  /**
+   * How long a flow that lost its place must be idle (nothing pending, no
+   * reply) before its replies are trusted again without one that names its
+   * request (default 1 second).
+   */
+  readonly settleMicros?: number;
+}
+
+const DEFAULT_MAX_PENDING = 10_000;
+const DEFAULT_SETTLE_MICROS = 1_000_000;
+
+type AnySession = PairingSession<unknown, unknown>;
+
+/** A flow whose protocol is not known yet: no request byte seen (or, mid-stream, none recognised). */
+const UNDECIDED = null;
+
+export class OperationExtractor implements FlowListener {
+  readonly counters: OperationCounters = zeroOperationCounters();
+  private readonly ctx: SessionContext;
+  private readonly sessions = new Map<number, AnySession | typeof UNDECIDED>();
+
+  constructor(sink: (op: Operation) => void, options: OperationExtractorOptions = {}) {
+    this.ctx = {
+      sink,
+      counters: this.counters,
+      limits: options.limits ?? DEFAULT_LIMITS,
+      maxPending: Math.max(1, options.maxPendingPerFlow ?? DEFAULT_MAX_PENDING),
+      settleMicros: options.settleMicros ?? DEFAULT_SETTLE_MICROS,
+    };
+  }
+
+  /** Flows being followed. */
+  get flows(): number {
+    return this.sessions.size;
+  }
+
+  open(flow: Flow): void {
+    this.counters.flows++;
+    if (flow.midstream) this.counters.midstreamFlows++;
+    this.sessions.set(flow.id, UNDECIDED);
+  }
+
+  data(flow: Flow, direction: Direction, chunk: Buffer, timestampMicros: number): void {
+    let session = this.sessions.get(flow.id);
+    if (session === undefined) {
+      // A flow never opened here (the proxy may join late): follow it from now on, as mid-stream.
+      this.open({ ...flow, midstream: true });
+      session = UNDECIDED;
+    }
+    if (session === UNDECIDED) {
+      // Replies to requests not seen cannot be paired with anything.
+      if (direction === 'response') {
+        this.counters.unpairedResponses++;
+        return;
+      }
+      session = this.decide(flow, chunk);
+      if (session === undefined) return;
+      this.sessions.set(flow.id, session);
+    }
+    if (direction === 'request') session.pushRequest(chunk, timestampMicros);
+    else session.pushResponse(chunk, timestampMicros);
+  }
+
+  gap(flow: Flow, direction: Direction, missingBytes: number): void {
+    this.counters.gapBytes += missingBytes;
+    const session = this.sessions.get(flow.id);
+    if (session === undefined || session === UNDECIDED) {
+      this.counters.gaps++;
+      return;
+    }
+    session.gap(direction === 'request');
+  }
+
+  close(flow: Flow, reason: CloseReason): void {
+    const session = this.sessions.get(flow.id);
+    this.sessions.delete(flow.id);
+    if (session !== undefined && session !== UNDECIDED) session.close(reason);
+  }
+
+  /**
+   * memcached decides a connection's protocol by its first byte (0x80:
+   * binary, else ASCII). A mid-stream flow's first byte may be inside a
+   * message, so it looks for a binary header first, then a command line.
+   */
+  private decide(flow: Flow, chunk: Buffer): AnySession | undefined {
+    let binary = chunk[0] === B.BINARY_REQUEST;
+    if (flow.midstream) {
+      const limits = this.ctx.limits;
+      binary =
+        isBinaryStart(chunk, 0, B.BINARY_REQUEST, limits) ||
+        (chunk[0] !== B.BINARY_REQUEST &&
+          !isLowerLetter(chunk[0]) &&
+          huntBinary(chunk, 0, B.BINARY_REQUEST, limits) >= 0);
+    }
+    if (binary) {
+      this.counters.binaryFlows++;
+      return new BinarySession(this.ctx, flow.id, flow.midstream) as unknown as AnySession;
+    }
+    this.counters.textFlows++;
+    return new AsciiSession(this.ctx, flow.id, flow.midstream) as unknown as AnySession;
+  }
+}
+
+function isLowerLetter(c: number | undefined): boolean {
+  return c !== undefined && c >= B.LOWER_A && c <= B.LOWER_Z;
+}

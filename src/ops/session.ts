@@ -1,0 +1,389 @@
+/**
+ * What pairing does the same way for every protocol: feeding each direction
+ * of one connection to its parser, hunting for a message start after a gap,
+ * garbage or a mid-stream join, keeping requests in a bounded FIFO, and
+ * turning a request and what its reply said into an Operation.
+ *
+ * Being out of step. After a gap, a parse error, a full queue or a
+ * mid-stream join, replies may belong to requests memshift never saw (or the
+ * other way round). The flow is then `desynced`: what was pending is reported
+ * at once (mutations as 'unknown', so the target forgets the key; reads
+ * dropped), and requests queued while desynced are `unsure`: paired in order
+ * as usual, but reported the same cautious way. The flow is back in step
+ * when a reply is paired by identity (a meta opaque or returned key, a text
+ * VALUE key, a binary key or unique opaque) or when it has been idle
+ * (nothing pending, no reply for `settleMicros`), since then every reply
+ * owed has arrived.
+ */
+import type { CloseReason } from '../capture/tcp-reassembly.js';
+import { FrameDecoder, type FrameParser } from '../protocol/decoder.js';
+import { ProtocolError } from '../protocol/errors.js';
+import type { Limits } from '../protocol/limits.js';
+import type { OpCommand, OpOutcome, Operation } from './operation.js';
+import { PendingQueue, PendingRequest } from './pending.js';
+
+export interface OperationCounters {
+  /** Connections seen, and of those, joined mid-stream. */
+  flows: number;
+  midstreamFlows: number;
+  textFlows: number;
+  binaryFlows: number;
+  /** Request frames parsed (a multi-get counts once). */
+  requests: number;
+  /** Reply frames parsed (each VALUE, END, STAT line or binary packet counts). */
+  responses: number;
+  /** Operations handed to the sink, in all and per command. */
+  operations: number;
+  commands: Record<OpCommand, number>;
+  /** Operations handed on with outcome 'unknown'. */
+  unknownOutcomes: number;
+  /** Replies with no request they could answer (nothing pending, or no match). */
+  unpairedResponses: number;
+  /** Replies the oldest pending request could not have produced: the flow was out of step. */
+  mismatchedResponses: number;
+  /** Times a flow direction hunted for the next message start (after gaps, garbage, mid-stream joins). */
+  resyncs: number;
+  gaps: number;
+  gapBytes: number;
+  /** Malformed bytes (each one poisons that direction until the next message start). */
+  protocolErrors: number;
+  /** Requests given up because the flow's pending queue was full (mutations reported 'unknown'). */
+  pendingDropped: number;
+  /** Reads not reported because their reply could not be trusted to be theirs. */
+  droppedReads: number;
+  /** stats, version, verbosity, lru_crawler, watch, quit, me, binary Stat/Version/Noop...: paired, never mirrored. */
+  adminCommands: number;
+}
+
+export function zeroOperationCounters(): OperationCounters {
+  return {
+    flows: 0,
+    midstreamFlows: 0,
+    textFlows: 0,
+    binaryFlows: 0,
+    requests: 0,
+    responses: 0,
+    operations: 0,
+    commands: {
+      set: 0,
+      add: 0,
+      replace: 0,
+      append: 0,
+      prepend: 0,
+      cas: 0,
+      get: 0,
+      gat: 0,
+      touch: 0,
+      delete: 0,
+      incr: 0,
+      decr: 0,
+      flush_all: 0,
+      other: 0,
+    },
+    unknownOutcomes: 0,
+    unpairedResponses: 0,
+    mismatchedResponses: 0,
+    resyncs: 0,
+    gaps: 0,
+    gapBytes: 0,
+    protocolErrors: 0,
+    pendingDropped: 0,
+    droppedReads: 0,
+    adminCommands: 0,
+  };
+}
+
+/** What the sessions of one extractor share. */
+export interface SessionContext {
+  readonly sink: (op: Operation) => void;
+  readonly counters: OperationCounters;
+  readonly limits: Limits;
+  readonly maxPending: number;
+  readonly settleMicros: number;
+}
+
+/** Bytes kept from the end of a chunk while hunting, so a message start split across chunks is still found. */
+const HUNT_CARRY = 32;
+
+/** How far past the head pairing looks for a reply's owner by opaque or key. */
+export const LOOKAHEAD = 64;
+
+export abstract class PairingSession<Req, Res> {
+  protected readonly ctx: SessionContext;
+  protected readonly queue = new PendingQueue();
+  readonly connection: number;
+  protected desynced: boolean;
+  /**
+   * Text noreply requests already reported, older than the head of the queue:
+   * an error reply may still come for any of them.
+   */
+  protected noreplyAhead = 0;
+  /** Timestamp of the request chunk being parsed. */
+  protected now = 0;
+  private lastResponseMicros = 0;
+  private readonly requests: FrameDecoder<Req>;
+  private readonly responses: FrameDecoder<Res>;
+  private requestHunt: boolean;
+  private responseHunt: boolean;
+  private requestCarry: Buffer | undefined;
+  private responseCarry: Buffer | undefined;
+  private readonly onRequestFrame: (frame: Req) => void;
+  private readonly onResponseFrame: (frame: Res) => void;
+
+  constructor(
+    ctx: SessionContext,
+    connection: number,
+    requestParser: FrameParser<Req>,
+    responseParser: FrameParser<Res>,
+    midstream: boolean,
+  ) {
+    this.ctx = ctx;
+    this.connection = connection;
+    this.requests = new FrameDecoder(requestParser);
+    this.responses = new FrameDecoder(responseParser);
+    this.desynced = midstream;
+    this.requestHunt = midstream;
+    this.responseHunt = midstream;
+    this.onRequestFrame = (frame) => {
+      this.ctx.counters.requests++;
+      this.settleIfIdle();
+      this.request(frame);
+    };
+    this.onResponseFrame = (frame) => {
+      this.ctx.counters.responses++;
+      this.response(frame);
+    };
+  }
+
+  /** Handles one request frame (views valid only during the call). */
+  protected abstract request(frame: Req): void;
+  /** Handles one reply frame (views valid only during the call). */
+  protected abstract response(frame: Res): void;
+  /** Offset of the first plausible request start in `buf` at or after `from`, or -1. */
+  protected abstract huntRequest(buf: Buffer, from: number): number;
+  protected abstract huntResponse(buf: Buffer, from: number): number;
+
+  pushRequest(chunk: Buffer, timestampMicros: number): void {
+    this.now = timestampMicros;
+    let buf: Buffer | undefined = chunk;
+    if (this.requestHunt) {
+      buf = this.hunt(chunk, true);
+      if (buf === undefined) return;
+    }
+    this.feed(buf, true);
+  }
+
+  pushResponse(chunk: Buffer, timestampMicros: number): void {
+    this.lastResponseMicros = timestampMicros;
+    let buf: Buffer | undefined = chunk;
+    if (this.responseHunt) {
+      buf = this.hunt(chunk, false);
+      if (buf === undefined) return;
+    }
+    this.feed(buf, false);
+  }
+
+  /** Bytes of one direction were lost: what is pending can no longer be paired, and that direction hunts. */
+  gap(isRequest: boolean): void {
+    this.ctx.counters.gaps++;
+    this.outOfStep(isRequest);
+  }
+
+  /** The connection ended: quiet requests had their silent outcome only if every reply was seen (both FINs). */
+  close(reason: CloseReason): void {
+    const complete = reason === 'fin' && !this.responseHunt && this.responses.buffered === 0;
+    for (let p = this.queue.shift(); p !== undefined; p = this.queue.shift()) {
+      if (p.noreply) this.giveUp(p);
+      else if (complete && p.silent && !p.unsure) this.finish(p, p.silentOutcome);
+      else this.giveUp(p);
+    }
+  }
+
+  // ---- for the protocol sessions ----
+
+  /** Queues a request that expects a reply (or may be answered silently). */
+  protected enqueue(p: PendingRequest): void {
+    if (this.queue.length >= this.ctx.maxPending) {
+      // The server is not answering, or its replies are not being seen: give up on everything pending.
+      this.ctx.counters.pendingDropped += this.queue.length;
+      this.flushPending();
+      this.desynced = true;
+    }
+    if (this.desynced) p.unsure = true;
+    if (p.noreply && this.queue.length === 0) {
+      this.giveUp(p);
+      this.noreplyAhead++;
+      return;
+    }
+    this.queue.push(p);
+  }
+
+  /** Removes the head (its reply has been seen), then reports the noreply requests that follow it. */
+  protected shiftHead(): void {
+    this.queue.shift();
+    for (let p = this.queue.peek(); p !== undefined && p.noreply; p = this.queue.peek()) {
+      this.queue.shift();
+      this.giveUp(p);
+      this.noreplyAhead++;
+    }
+  }
+
+  /** Reports `p` with `outcome` (cautiously when it is unsure). */
+  protected finish(
+    p: PendingRequest,
+    outcome: OpOutcome,
+    value: Buffer | undefined = p.value,
+    flags: number | undefined = p.flags,
+    number: bigint | undefined = undefined,
+  ): void {
+    if (p.command === 'other') return; // admin commands and fences are paired, never mirrored
+    if (p.unsure) {
+      this.giveUp(p);
+      return;
+    }
+    this.emit(p, p.key, outcome, value, flags, number);
+  }
+
+  /** Reports `p` without a trustworthy reply: mutations as 'unknown', reads not at all. */
+  protected giveUp(p: PendingRequest): void {
+    if (p.command === 'other') return;
+    if (p.command === 'get') {
+      this.ctx.counters.droppedReads += p.keys?.length ?? 1;
+      return;
+    }
+    if (p.keys !== undefined) {
+      for (const key of p.keys) this.emit(p, key, 'unknown', undefined, undefined, undefined);
+    } else {
+      this.emit(p, p.key, 'unknown', p.value, p.flags, undefined);
+    }
+  }
+
+  protected emit(
+    p: PendingRequest,
+    key: Buffer,
+    outcome: OpOutcome,
+    value: Buffer | undefined,
+    flags: number | undefined,
+    number: bigint | undefined,
+  ): void {
+    const c = this.ctx.counters;
+    c.operations++;
+    c.commands[p.command]++;
+    if (outcome === 'unknown') c.unknownOutcomes++;
+    this.ctx.sink({
+      command: p.command,
+      key,
+      value,
+      flags,
+      exptime: p.exptime,
+      delta: p.delta,
+      number,
+      outcome,
+      protocol: p.protocol,
+      connection: this.connection,
+      timestampMicros: p.timestampMicros,
+      name: p.name,
+    });
+  }
+
+  /** A reply proved which request it answers: requests queued after that one are in step. */
+  protected inStep(from: number): void {
+    if (!this.desynced) return;
+    this.desynced = false;
+    for (let i = from; i < this.queue.length; i++) this.queue.at(i)!.unsure = false;
+  }
+
+  /** The replies and the queue disagree: report what is pending cautiously and wait to be in step again. */
+  protected mismatch(): void {
+    this.ctx.counters.mismatchedResponses++;
+    this.desynced = true;
+    for (let i = 0; i < this.queue.length; i++) this.queue.at(i)!.unsure = true;
+  }
+
+  protected unpaired(): void {
+    this.ctx.counters.unpairedResponses++;
+  }
+
+  private flushPending(): void {
+    for (let p = this.queue.shift(); p !== undefined; p = this.queue.shift()) this.giveUp(p);
+    this.noreplyAhead = 0;
+  }
+
+  private outOfStep(isRequest: boolean): void {
+    this.ctx.counters.resyncs++;
+    this.flushPending();
+    this.desynced = true;
+    if (isRequest) {
+      this.requestHunt = true;
+      this.requestCarry = undefined;
+      this.requests.reset();
+    } else {
+      this.responseHunt = true;
+      this.responseCarry = undefined;
+      this.responses.reset();
+    }
+  }
+
+  /** Nothing pending and no reply for a while: every reply owed has been seen. */
+  private settleIfIdle(): void {
+    if (
+      this.desynced &&
+      this.queue.length === 0 &&
+      !this.responseHunt &&
+      this.responses.buffered === 0 &&
+      this.now - this.lastResponseMicros >= this.ctx.settleMicros
+    ) {
+      this.desynced = false;
+    }
+  }
+
+  /** The part of `chunk` from the first plausible message start, or undefined (keeping a short tail). */
+  private hunt(chunk: Buffer, isRequest: boolean): Buffer | undefined {
+    const carry = isRequest ? this.requestCarry : this.responseCarry;
+    const buf = carry === undefined ? chunk : Buffer.concat([carry, chunk]);
+    const at = isRequest ? this.huntRequest(buf, 0) : this.huntResponse(buf, 0);
+    if (at < 0) {
+      const tail = buf.length > HUNT_CARRY ? buf.subarray(buf.length - HUNT_CARRY) : buf;
+      const kept = Buffer.from(tail);
+      if (isRequest) this.requestCarry = kept;
+      else this.responseCarry = kept;
+      return undefined;
+    }
+    if (isRequest) {
+      this.requestHunt = false;
+      this.requestCarry = undefined;
+    } else {
+      this.responseHunt = false;
+      this.responseCarry = undefined;
+    }
+    return at === 0 ? buf : buf.subarray(at);
+  }
+
+  private feed(buf: Buffer, isRequest: boolean): void {
+    const decoder: FrameDecoder<Req> | FrameDecoder<Res> = isRequest ? this.requests : this.responses;
+    const base = decoder.offset + decoder.buffered;
+    try {
+      if (isRequest) this.requests.push(buf, this.onRequestFrame);
+      else this.responses.push(buf, this.onResponseFrame);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.ctx.counters.protocolErrors++;
+      this.outOfStep(isRequest);
+      // Hunt again in what follows the bad byte (frames before it were handled).
+      const from = Math.max(0, err.offset - base + 1);
+      if (from < buf.length) {
+        const rest = buf.subarray(from);
+        const at = isRequest ? this.huntRequest(rest, 1) : this.huntResponse(rest, 1);
+        if (at >= 0) {
+          if (isRequest) this.requestHunt = false;
+          else this.responseHunt = false;
+          this.feed(rest.subarray(at), isRequest);
+        } else {
+          const tail = Buffer.from(rest.subarray(Math.max(0, rest.length - HUNT_CARRY)));
+          if (isRequest) this.requestCarry = tail;
+          else this.responseCarry = tail;
+        }
+      }
+    }
+  }
+}
