@@ -4,3 +4,4 @@ export * from './net/index.js';
 export * from './topology/index.js';
 export * from './capture/index.js';
 export * from './replay/index.js';
+export * from './ops/index.js';
