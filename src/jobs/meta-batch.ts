@@ -1,0 +1,220 @@
+/**
+ * Pipelined meta commands in batches, one request per batch: many quiet
+ * commands followed by `mn`, whose `MN` reply closes the batch
+ * (reference/memcached-protocol.txt, "Meta No-Op": "a client can pipeline
+ * quiet commands and know they are done at the MN"). Copy and verify move
+ * hundreds of thousands of keys a second this way, with one promise and one
+ * socket write per batch instead of per key.
+ */
+import type { AsciiResponse, MetaResponse } from '../protocol/ascii-frames.js';
+import { keyNeedsBase64 } from '../protocol/meta.js';
+import { MemshiftError } from '../protocol/errors.js';
+import { Connection, type ConnectionOptions } from '../net/connection.js';
+import type { Endpoint } from '../net/address.js';
+
+const CHUNK_BYTES = 64 * 1024;
+/** Values at least this big are sent as their own part rather than copied into the batch. */
+const SEPARATE_VALUE_BYTES = 8 * 1024;
+const CRLF = Buffer.from('\r\n');
+const MN = Buffer.from('mn\r\n');
+
+/** Builds one batch's bytes: text copied into 64 KiB chunks, big values passed through uncopied. */
+export class RequestBuilder {
+  private readonly parts: Buffer[] = [];
+  private buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  private pos = 0;
+
+  ascii(text: string): void {
+    this.ensure(text.length);
+    this.pos += this.buf.write(text, this.pos, 'latin1');
+  }
+
+  bytes(bytes: Buffer): void {
+    if (bytes.length >= SEPARATE_VALUE_BYTES) {
+      this.flush();
+      this.parts.push(bytes);
+      return;
+    }
+    this.ensure(bytes.length);
+    bytes.copy(this.buf, this.pos);
+    this.pos += bytes.length;
+  }
+
+  /** Writes the key as a word; base64 (true returned) when memcached could not read it raw. */
+  key(key: Buffer): boolean {
+    if (keyNeedsBase64(key)) {
+      this.ascii(key.toString('base64'));
+      return true;
+    }
+    this.bytes(key);
+    return false;
+  }
+
+  finish(): Buffer[] {
+    this.flush();
+    this.parts.push(MN);
+    return this.parts;
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    this.flush();
+    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
+  }
+
+  private flush(): void {
+    if (this.pos === 0) return;
+    this.parts.push(this.buf.subarray(0, this.pos));
+    this.buf = this.buf.subarray(this.pos);
+    this.pos = 0;
+    if (this.buf.length < 512) this.buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  }
+}
+
+/** What a batch of `mg` found: per key of the batch, by position. */
+export interface FetchedBatch {
+  readonly hit: Uint8Array;
+  readonly flags: Uint32Array;
+  /** Remaining TTL in seconds as the server counts it, -1 for never. */
+  readonly ttl: Int32Array;
+  /** Value length. */
+  readonly size: Uint32Array;
+  /** The values, when asked for (views of the reply's bytes). */
+  readonly values: (Buffer | undefined)[];
+  hits: number;
+}
+
+/**
+ * A few pipelined connections to one server, used round robin. A batch the
+ * server ended early with an error reply leaves the rest of its replies on
+ * the wire, so that connection is dropped and replaced.
+ */
+export class BatchLink {
+  private readonly conns: Connection[];
+  private next = 0;
+
+  constructor(
+    readonly endpoint: Endpoint,
+    private readonly options: Partial<ConnectionOptions>,
+    size = 2,
+  ) {
+    this.conns = Array.from({ length: Math.max(1, size) }, () => new Connection(endpoint, options));
+  }
+
+  get address(): string {
+    return this.endpoint.address;
+  }
+
+  /**
+   * Fetches flags, remaining TTL and value (or only its size: `withValues`
+   * may say per key, 1 for a value) of every key,
+   * without bumping them in the LRU (`u`), so a copy does not make cold keys
+   * look hot on the production server.
+   */
+  async fetch(keys: readonly Buffer[], withValues: boolean | Uint8Array): Promise<FetchedBatch> {
+    const n = keys.length;
+    const out: FetchedBatch = {
+      hit: new Uint8Array(n),
+      flags: new Uint32Array(n),
+      ttl: new Int32Array(n),
+      size: new Uint32Array(n),
+      values: withValues === false ? [] : new Array<Buffer | undefined>(n),
+      hits: 0,
+    };
+    const b = new RequestBuilder();
+    for (let j = 0; j < n; j++) {
+      b.ascii('mg ');
+      const base64 = b.key(keys[j]!);
+      const value = withValues === true || (withValues !== false && withValues[j] === 1);
+      const tail = value ? ' v f t u q O' : ' s f t u q O';
+      b.ascii(base64 ? ` b${tail}${j}\r\n` : `${tail}${j}\r\n`);
+    }
+    await this.send(b.finish(), 'mg batch', (frame) => {
+      let j = -1;
+      let flags = 0;
+      let ttl = -1;
+      let size = frame.value?.length ?? 0;
+      for (const token of frame.flags) {
+        const c = token.charCodeAt(0);
+        if (c === 0x4f)
+          j = Number(token.slice(1)); // O
+        else if (c === 0x66)
+          flags = Number(token.slice(1)); // f
+        else if (c === 0x74)
+          ttl = Number(token.slice(1)); // t
+        else if (c === 0x73) size = Number(token.slice(1)); // s
+      }
+      if (j < 0 || j >= n || (frame.code !== 'VA' && frame.code !== 'HD')) {
+        throw new MemshiftError(
+          'MEMSHIFT_ERR_PROTOCOL',
+          `${this.address}: unexpected ${frame.code} in a batch`,
+        );
+      }
+      out.hit[j] = 1;
+      out.hits++;
+      out.flags[j] = flags >>> 0;
+      out.ttl[j] = ttl;
+      out.size[j] = size;
+      if (frame.value !== undefined) out.values[j] = frame.value;
+    });
+    return out;
+  }
+
+  /**
+   * Sends a batch built by the caller and hands each reply before `MN` to
+   * `onReply`. Rejects when the server answered an error in the middle.
+   */
+  async send(parts: Buffer[], doing: string, onReply: (frame: MetaResponse) => void): Promise<void> {
+    const conn = this.pick();
+    let failure: unknown;
+    const sink = (frame: AsciiResponse): boolean => {
+      if (frame.kind !== 'meta') {
+        failure ??= new MemshiftError(
+          'MEMSHIFT_ERR_PROTOCOL',
+          `${this.address}: unexpected ${frame.kind} in a batch`,
+        );
+        return false;
+      }
+      if (frame.code === 'MN') return true;
+      if (failure === undefined) {
+        try {
+          onReply(frame);
+        } catch (err) {
+          failure = err;
+        }
+      }
+      return false;
+    };
+    const [last] = await conn.request(parts, 'stream', doing, sink);
+    if (last?.kind === 'error') {
+      this.replace(conn);
+      throw new MemshiftError(
+        'MEMSHIFT_ERR_SERVER_REPLY',
+        `${this.address} replied to a ${doing}: ${`${last.error} ${last.message}`.trim()}`,
+      );
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.conns.map((c) => c.close()));
+  }
+
+  destroy(): void {
+    for (const c of this.conns) c.destroy();
+  }
+
+  private pick(): Connection {
+    const conn = this.conns[this.next++ % this.conns.length]!;
+    return conn;
+  }
+
+  private replace(conn: Connection): void {
+    const i = this.conns.indexOf(conn);
+    conn.destroy();
+    if (i >= 0) this.conns[i] = new Connection(this.endpoint, this.options);
+  }
+}
+
+/** Ends a value in a batch. */
+export { CRLF };
