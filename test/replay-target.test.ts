@@ -159,6 +159,12 @@ describe('Replayer against real memcached', () => {
     await settle(replayer);
     assert.equal(replayer.counters.failed, 1);
     assert.equal(await value(client, 'e:big'), undefined);
+
+    // A key the target refuses outright: its delete is refused too, so it is reported, not retried forever.
+    replayer.apply(setOp('e:' + 'k'.repeat(300), 'v'));
+    await settle(replayer);
+    assert.equal(replayer.counters.failed, 3);
+    assert.equal(replayer.counters.unrecoverable, 1);
   });
 });
 

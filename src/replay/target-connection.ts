@@ -519,7 +519,10 @@ export class TargetConnection {
 
   private finish(job: Job, result: JobResult): void {
     if (job.kind === 'fence') return;
-    if (result === 'failed' && guards(job.kind)) this.remember(job.key);
+    if (result === 'failed' && (job.kind === 'invalidate' || job.kind === 'diverged')) {
+      // The delete itself was refused (a key the server cannot take): retrying would loop.
+      this.budget.unrecoverable++;
+    } else if (result === 'failed' && guards(job.kind)) this.remember(job.key);
     else if (result === 'diverged') {
       // Behind everything already queued for this key; a later write then loses the key too: still a miss.
       this.push(divergedDelete(job.key));
