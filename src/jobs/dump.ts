@@ -1,0 +1,212 @@
+/**
+ * The key dumper behind `memshift dump`: every key of one server with its
+ * remaining TTL, size, last access, fetched bit and slab class, streamed from
+ * the enumeration (metadump hash, then all, then stats cachedump with a
+ * warning: see enumerate.ts) so memory does not grow with the number of keys.
+ * Values are fetched only on request, with pipelined `mg <key> v f` in
+ * bounded batches (reference/memcached-protocol.txt, "Meta Get").
+ *
+ * Times are the server's: metadump's exp and la are in its clock, so the
+ * remaining TTL is measured against its `stats` time, not ours.
+ */
+import type { MetadumpEntry } from '../protocol/ascii-frames.js';
+import type { MemcachedClient } from '../net/client.js';
+import { ServerClock, enumerateKeys, type EnumerationInfo, type EnumerationMethod } from './enumerate.js';
+
+export interface DumpRecord {
+  /** The key's bytes (a copy: safe to keep). */
+  readonly key: Buffer;
+  /** Absolute expiry in the server's clock, or -1 for never. */
+  readonly exp: number;
+  /** Seconds left by the server's clock; undefined for a key that never expires. */
+  readonly ttl: number | undefined;
+  /** Last access, unix seconds in the server's clock (0 when the method cannot tell). */
+  readonly lastAccess: number;
+  /** Seconds since the last access (undefined when unknown). */
+  readonly idle: number | undefined;
+  /** Item size in memory as the server reports it (key, value and header). */
+  readonly size: number;
+  /** Read at least once since it was stored. */
+  readonly fetched: boolean;
+  readonly slabClass: number;
+  /** With values on: the value, or undefined when the key went away before it was read. */
+  readonly value?: Buffer | undefined;
+  /** With values on: the client flags. */
+  readonly flags?: number | undefined;
+}
+
+export type KeyFilter = (key: Buffer) => boolean;
+
+export interface DumpOptions {
+  /** Keep only the keys this accepts. */
+  readonly match?: KeyFilter;
+  /** Stop after this many matching keys. */
+  readonly limit?: number;
+  /** Fetch each value (off by default: values can be sensitive). */
+  readonly values?: boolean;
+  /** Values fetched at once (pipelined) with --values. */
+  readonly valueBatch?: number;
+  /** Enumeration methods to try, in order (default: hash, all, cachedump). */
+  readonly methods?: readonly EnumerationMethod[];
+  /** Filled in with the method used and warnings. */
+  readonly info?: EnumerationInfo;
+  readonly onWarning?: (warning: string) => void;
+}
+
+/** What a dump went through, for its summary line. */
+export interface DumpCounters {
+  /** Entries the server listed. */
+  listed: number;
+  /** Entries that passed the filter and were written. */
+  written: number;
+  /** Keys listed that were gone when their value was asked for. */
+  gone: number;
+}
+
+/**
+ * Streams a server's keys. The generator stops listing (and releases the
+ * server's crawler) when the consumer stops or the limit is reached.
+ */
+export async function* dumpKeys(
+  client: MemcachedClient,
+  options: DumpOptions = {},
+  counters: DumpCounters = { listed: 0, written: 0, gone: 0 },
+): AsyncGenerator<DumpRecord> {
+  const clock = await ServerClock.of(client);
+  const limit = options.limit ?? Infinity;
+  if (limit <= 0) return;
+  const batchSize = Math.max(1, Math.min(1024, options.valueBatch ?? 64));
+  const batch: DumpRecord[] = [];
+  const enumeration = enumerateKeys(client, {
+    ...(options.methods ? { methods: options.methods } : {}),
+    ...(options.info ? { info: options.info } : {}),
+    ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+  });
+  // Leaving the loop (limit, or the consumer stopping) ends the listing and frees the crawler.
+  for await (const entry of enumeration) {
+    counters.listed++;
+    if (options.match && !options.match(entry.key)) continue;
+    const record = toRecord(entry, clock.now());
+    if (!options.values) {
+      counters.written++;
+      yield record;
+    } else {
+      batch.push(record);
+      if (batch.length >= batchSize) {
+        yield* withValues(client, batch, counters);
+        batch.length = 0;
+      }
+    }
+    if (counters.written + batch.length >= limit) break;
+  }
+  if (batch.length > 0) yield* withValues(client, batch, counters);
+}
+
+function toRecord(entry: MetadumpEntry, now: number): DumpRecord {
+  return {
+    // The entry's key may be a view into a read buffer that the next entry reuses.
+    key: Buffer.from(entry.key),
+    exp: entry.exp,
+    ttl: entry.exp < 0 ? undefined : Math.max(0, entry.exp - now),
+    lastAccess: entry.la,
+    idle: entry.la > 0 ? Math.max(0, now - entry.la) : undefined,
+    size: entry.size,
+    fetched: entry.fetched,
+    slabClass: entry.slabClass,
+  };
+}
+
+/**
+ * Values for a batch, asked all at once so they share round trips. `mg`
+ * without the `q` flag answers EN for a key that is gone.
+ */
+async function* withValues(
+  client: MemcachedClient,
+  batch: readonly DumpRecord[],
+  counters: DumpCounters,
+): AsyncGenerator<DumpRecord> {
+  const replies = await Promise.all(batch.map((r) => client.mg(r.key, ['v', 'f'])));
+  for (let i = 0; i < batch.length; i++) {
+    const reply = replies[i]!;
+    const record = batch[i]!;
+    counters.written++;
+    if (reply.code !== 'VA') {
+      counters.gone++;
+      yield { ...record, value: undefined, flags: undefined };
+      continue;
+    }
+    const flag = reply.flags.find((f) => f.startsWith('f'));
+    yield { ...record, value: reply.value, flags: flag ? Number(flag.slice(1)) : 0 };
+  }
+}
+
+/**
+ * A key filter from `--match`: a glob (`*` any bytes, `?` one byte, the rest
+ * literal) over the whole key, or `/regex/` on the key read as latin1 (one
+ * character per byte). A plain prefix glob compares bytes and converts nothing.
+ */
+export function keyFilter(pattern: string): KeyFilter {
+  const regex = /^\/(.*)\/([a-z]*)$/s.exec(pattern);
+  if (regex) {
+    const re = new RegExp(regex[1]!, regex[2]!.replace(/[gy]/g, ''));
+    return (key) => re.test(key.toString('latin1'));
+  }
+  const star = pattern.indexOf('*');
+  if (!pattern.includes('?') && (star < 0 || star === pattern.length - 1)) {
+    const literal = Buffer.from(star < 0 ? pattern : pattern.slice(0, -1), 'latin1');
+    if (star < 0) return (key) => key.equals(literal);
+    return (key) =>
+      key.length >= literal.length && key.compare(literal, 0, literal.length, 0, literal.length) === 0;
+  }
+  const source = pattern
+    .split('')
+    .map((c) => (c === '*' ? '[\\s\\S]*' : c === '?' ? '[\\s\\S]' : c.replace(/[\\^$.|+()[\]{}/-]/g, '\\$&')))
+    .join('');
+  const re = new RegExp(`^${source}$`);
+  return (key) => re.test(key.toString('latin1'));
+}
+
+const HEX = '0123456789abcdef';
+
+/**
+ * Bytes for display: printable ASCII as is, everything else (spaces, control
+ * bytes, non-ASCII) as \xHH and a backslash as \\, so any key reads back
+ * exactly and never breaks a column.
+ */
+export function escapeBytes(bytes: Uint8Array): string {
+  let plain = true;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    if (c <= 0x20 || c >= 0x7f || c === 0x5c) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
+  let out = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    if (c === 0x5c) out += '\\\\';
+    else if (c > 0x20 && c < 0x7f) out += String.fromCharCode(c);
+    else out += '\\x' + HEX[c >> 4] + HEX[c & 15];
+  }
+  return out;
+}
+
+/** The inverse of escapeBytes. */
+export function unescapeBytes(text: string): Buffer {
+  const out: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5c && text[i + 1] === '\\') {
+      out.push(0x5c);
+      i++;
+    } else if (c === 0x5c && text[i + 1] === 'x') {
+      out.push(parseInt(text.slice(i + 2, i + 4), 16));
+      i += 3;
+    } else {
+      out.push(c);
+    }
+  }
+  return Buffer.from(out);
+}
