@@ -469,6 +469,50 @@ describe('replies that could belong to more than one request', () => {
   });
 });
 
+describe('long quiet batches and admin replies', () => {
+  it('pairs hits by key after hundreds of quiet misses (meta k, binary GetKQ)', () => {
+    const m = harness();
+    let req = '';
+    for (let i = 0; i < 300; i++) req += `mg key${i} v q k\r\n`;
+    m.send('request', req + 'mn\r\n');
+    m.send('response', 'VA 1 kkey150\r\nA\r\nVA 1 kkey299\r\nB\r\nMN\r\n');
+    const mOps = m.ops.map(show);
+    assert.equal(mOps.length, 300);
+    assert.equal(mOps[150], 'meta get key150 hit value=A');
+    assert.equal(mOps[299], 'meta get key299 hit value=B');
+    assert.equal(mOps.filter((o) => o.endsWith('miss')).length, 298);
+
+    const b = harness();
+    const reqs: Buffer[] = [];
+    for (let i = 0; i < 300; i++) reqs.push(...encodeBinaryGet(BinaryOpcode.GetKQ, k(`key${i}`)));
+    b.send('request', cat([...reqs, ...encodeBinaryNoop()]));
+    b.send(
+      'response',
+      cat([res(BinaryOpcode.GetKQ, 0, 0, flagsExtra(2), k('key200'), k('C')), res(BinaryOpcode.Noop, 0)]),
+    );
+    const bOps = b.ops.map(show);
+    assert.equal(bOps.length, 300);
+    assert.equal(bOps[200], 'binary get key200 hit value=C flags=2');
+    assert.equal(b.extractor.counters.droppedReads, 0);
+  });
+
+  it('one-line admin replies do not swallow the next reply; watch lines are counted as unpaired', () => {
+    const h = harness();
+    h.send('request', 'stats reset\r\nset a 0 0 1\r\n1\r\nlru_crawler metadump all\r\nset b 0 0 1\r\n2\r\n');
+    h.send('response', 'RESET\r\nSTORED\r\nBUSY currently processing crawler request\r\nSTORED\r\n');
+    h.send('request', 'lru_crawler metadump all\r\nset c 0 0 1\r\n3\r\nwatch\r\n');
+    h.send('response', 'key=a exp=-1 la=1 cas=1 fetch=no cls=1 size=60\r\nEND\r\nSTORED\r\nOK\r\n');
+    h.send('response', 'ts=1.0 gid=1 type=item_get key=a status=found\r\n');
+    assert.deepEqual(h.ops.map(show), [
+      'text set a stored value=1 flags=0 exp=0',
+      'text set b stored value=2 flags=0 exp=0',
+      'text set c stored value=3 flags=0 exp=0',
+    ]);
+    assert.equal(h.extractor.counters.adminCommands, 4);
+    assert.equal(h.extractor.counters.unpairedResponses, 1);
+  });
+});
+
 describe('gaps, mid-stream joins and garbage', () => {
   it('a request gap reports pending mutations as unknown, resyncs at the next command, trusts replies once idle', () => {
     const h = harness({ settleMicros: 1000 });

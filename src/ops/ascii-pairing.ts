@@ -36,7 +36,8 @@ const NUMBER = 1 << 9;
 const ERROR = 1 << 10;
 const STAT = 1 << 11;
 const VERSION = 1 << 12;
-const LINE = 1 << 13; // metadump lines, cachedump ITEM lines, RESET, anything else
+const LINE = 1 << 13; // cachedump ITEM lines, BUSY, slabs replies, anything else
+const DUMP = 1 << 22; // lru_crawler metadump lines
 const VA = 1 << 14;
 const HD = 1 << 15;
 const EN = 1 << 16;
@@ -45,7 +46,9 @@ const NS = 1 << 18;
 const EX = 1 << 19;
 const MN = 1 << 20;
 const ME = 1 << 21;
-const ANY = (1 << 22) - 1;
+const ANY = (1 << 23) - 1;
+/** Frames that start (and go on with) a reply of many lines, ended by END. */
+const MULTI_LINE = STAT | DUMP | VALUE;
 
 const EXPECT_STORAGE = STORED | NOT_STORED | EXISTS | NOT_FOUND | ERROR;
 const EXPECT_RETRIEVAL = VALUE | END | ERROR;
@@ -60,7 +63,7 @@ const STATUS_BITS = {
   DELETED,
   TOUCHED,
   OK,
-  RESET: LINE,
+  RESET: OK,
 } as const;
 
 function classify(res: AsciiResponse): number {
@@ -82,6 +85,7 @@ function classify(res: AsciiResponse): number {
     case 'meta':
       return META_CODE_BITS[res.code];
     case 'metadump':
+      return DUMP;
     case 'line':
       return LINE;
   }
@@ -311,7 +315,8 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
     opaque: string | undefined,
     key: string | undefined,
   ): void {
-    const n = Math.min(this.queue.length, LOOKAHEAD);
+    // The whole queue, not only LOOKAHEAD: a hit may follow a long run of quiet misses.
+    const n = this.queue.length;
     for (let i = 0; i < n; i++) {
       const p = this.queue.at(i)!;
       if ((p.expect & bit) === 0 || p.noreply) continue;
@@ -360,7 +365,7 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
   /** The first reply frame for `p`, now at the head of the queue. */
   private begin(p: PendingRequest, res: AsciiResponse, bit: number): void {
     if (p.keys !== undefined) return this.more(p, res, bit);
-    if (p.command === 'other' && (bit & (STAT | LINE | VALUE)) !== 0 && p.name !== 'mn') {
+    if (p.command === 'other' && (bit & multiLine(p)) !== 0) {
       p.started = true; // a multi-line admin reply, ended by END
       return;
     }
@@ -375,7 +380,7 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
   /** Later frames of a multi-frame reply: VALUE lines and END of a retrieval, lines of an admin reply. */
   private more(p: PendingRequest, res: AsciiResponse, bit: number): void {
     if (p.keys === undefined) {
-      if ((bit & (STAT | LINE | VALUE)) === 0) this.shiftHead();
+      if ((bit & multiLine(p)) === 0) this.shiftHead();
       return;
     }
     if (res.kind === 'value') {
@@ -446,6 +451,11 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** `stats cachedump` and `stats detail dump` answer in plain lines; other admin lines stand alone (BUSY, slabs replies). */
+function multiLine(p: PendingRequest): number {
+  return p.name === 'stats' ? MULTI_LINE | LINE : MULTI_LINE;
+}
 
 function textOutcome(bit: number): OpOutcome {
   switch (bit) {

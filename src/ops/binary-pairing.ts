@@ -136,14 +136,16 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
 
   protected response(res: BinaryResponse): void {
     const loud = loudOf(res.opcode);
-    const n = Math.min(this.queue.length, LOOKAHEAD);
+    // The whole queue: a hit may follow a long run of quiet misses.
+    const n = this.queue.length;
     for (let i = 0; i < n; i++) {
       const p = this.queue.at(i)!;
       if (!owns(p, loud, res)) continue;
-      if (p.silent && this.ambiguous(i, loud, res)) this.markUnsureThroughLoud(i);
+      // The reply names its request by key, or by an opaque clients make unique.
+      const named = (p.returnsKey && res.key.length > 0) || res.opaque !== 0;
+      if (p.silent && !named && this.ambiguous(i, loud, res)) this.markUnsureThroughLoud(i);
       this.passOver(i);
-      if ((p.returnsKey && res.key.length > 0) || res.opaque !== 0) {
-        // The reply named its request (by key, or by an opaque clients make unique): in step again.
+      if (named) {
         this.inStep(1);
         p.unsure = false;
       }

@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import { AsciiSession } from './ascii-pairing.js';
 import { BinarySession } from './binary-pairing.js';
 import type { Operation } from './operation.js';
-import { huntBinary, isBinaryStart } from './resync.js';
+import { firstTextRequest, huntBinary } from './resync.js';
 import {
   zeroOperationCounters,
   type OperationCounters,
@@ -116,12 +116,11 @@ export class OperationExtractor implements FlowListener {
   private decide(flow: Flow, chunk: Buffer): AnySession | undefined {
     let binary = chunk[0] === B.BINARY_REQUEST;
     if (flow.midstream) {
-      const limits = this.ctx.limits;
-      binary =
-        isBinaryStart(chunk, 0, B.BINARY_REQUEST, limits) ||
-        (chunk[0] !== B.BINARY_REQUEST &&
-          !isLowerLetter(chunk[0]) &&
-          huntBinary(chunk, 0, B.BINARY_REQUEST, limits) >= 0);
+      // Whichever plausible start comes first: a value's bytes may look like either.
+      const binaryAt = huntBinary(chunk, 0, B.BINARY_REQUEST, this.ctx.limits);
+      const textAt = firstTextRequest(chunk);
+      if (binaryAt < 0 && textAt < 0) return undefined; // no message start yet: wait for more
+      binary = binaryAt >= 0 && (textAt < 0 || binaryAt < textAt);
     }
     if (binary) {
       this.counters.binaryFlows++;
@@ -130,8 +129,4 @@ export class OperationExtractor implements FlowListener {
     this.counters.textFlows++;
     return new AsciiSession(this.ctx, flow.id, flow.midstream) as unknown as AnySession;
   }
-}
-
-function isLowerLetter(c: number | undefined): boolean {
-  return c !== undefined && c >= B.LOWER_A && c <= B.LOWER_Z;
 }

@@ -117,3 +117,12 @@ export function huntBinary(buf: Buffer, from: number, magic: number, limits: Lim
   }
   return -1;
 }
+
+/** Offset of the first line (offset 0 included) that starts with a command word, or -1. */
+export function firstTextRequest(buf: Buffer): number {
+  if (isAsciiRequestStart(buf, 0)) return 0;
+  for (let lf = buf.indexOf(0x0a); lf >= 0 && lf + 1 < buf.length; lf = buf.indexOf(0x0a, lf + 1)) {
+    if (isAsciiRequestStart(buf, lf + 1)) return lf + 1;
+  }
+  return -1;
+}
