@@ -35,9 +35,9 @@ after(async () => {
   while (stoppers.length > 0) await stoppers.pop()!();
 });
 
-async function live(): Promise<Live> {
-  const server = await startMemcached();
-  stoppers.push(() => server.stop());
+async function live(running?: MemcachedServer): Promise<Live> {
+  const server = running ?? (await startMemcached());
+  if (running === undefined) stoppers.push(() => server.stop());
   const ops: Operation[] = [];
   const extractor = new OperationExtractor((op) => ops.push(op));
   const pipeline = new CapturePipeline(extractor, { serverPorts: [server.port] });
@@ -183,6 +183,22 @@ describe('operations from live traffic', { timeout: LIVE_TIMEOUT }, () => {
       'meta get m1 miss',
     ]);
     assert.equal(l.ops[3]!.flags, 5);
+  });
+
+  it('joins a connection opened before the capture and trusts it again once a reply names its key', async () => {
+    const server = await startMemcached();
+    stoppers.push(() => server.stop());
+    const socket = await opened(server.port);
+    await converse(socket, 'set pre 0 0 3\r\nold\r\n', /STORED\r\n$/);
+    const l = await live(server);
+    await converse(socket, 'get pre\r\n', /END\r\n$/);
+    await converse(socket, 'set post 0 0 3\r\nnew\r\nadd post 0 0 1\r\nx\r\n', /NOT_STORED\r\n$/);
+    await closed(socket);
+    await l.finish(() => l.extractor.flows === 0 && l.ops.length >= 2);
+    assert.deepEqual(l.ops.map(show), ['text set post stored value=new', 'text add post not_stored value=x']);
+    const c = l.extractor.counters;
+    assert.equal(c.midstreamFlows, 1);
+    assert.equal(c.droppedReads, 1); // the get that proved the flow in step was itself read out of step
   });
 
   it('the npm memcached client (text)', async () => {

@@ -496,6 +496,17 @@ describe('long quiet batches and admin replies', () => {
     assert.equal(b.extractor.counters.droppedReads, 0);
   });
 
+  it('a fence after hundreds of quiet stores gives each its silent success', () => {
+    const h = harness();
+    let req = '';
+    for (let i = 0; i < 200; i++) req += `ms s${i} 1 q\r\n${i % 10}\r\n`;
+    h.send('request', req + 'mn\r\nms t 1\r\nx\r\n');
+    h.send('response', 'MN\r\nHD\r\n');
+    assert.equal(h.ops.length, 201);
+    assert.ok(h.ops.every((op) => op.outcome === 'stored'));
+    assert.equal(h.extractor.counters.unpairedResponses, 0);
+  });
+
   it('one-line admin replies do not swallow the next reply; watch lines are counted as unpaired', () => {
     const h = harness();
     h.send('request', 'stats reset\r\nset a 0 0 1\r\n1\r\nlru_crawler metadump all\r\nset b 0 0 1\r\n2\r\n');

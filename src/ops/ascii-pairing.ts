@@ -290,7 +290,7 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
     }
     for (let i = 0; ; i++) {
       const p = this.queue.at(i);
-      if (p === undefined || i >= LOOKAHEAD) {
+      if (p === undefined) {
         // Nothing pending could have sent this: a reply to a request memshift did not see.
         if (i > 0 && this.queue.at(i - 1)?.silent === false) this.mismatch();
         return this.unpaired();
@@ -342,7 +342,7 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
   }
 
   private markUnsureThroughLoud(i: number): void {
-    for (let j = i; j < i + LOOKAHEAD; j++) {
+    for (let j = i; ; j++) {
       const q = this.queue.at(j);
       if (q === undefined) return;
       q.unsure = true;

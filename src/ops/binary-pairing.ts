@@ -170,7 +170,7 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
   }
 
   private markUnsureThroughLoud(i: number): void {
-    for (let j = i; j < i + LOOKAHEAD; j++) {
+    for (let j = i; ; j++) {
       const q = this.queue.at(j);
       if (q === undefined) return;
       q.unsure = true;
