@@ -1,4 +1,6 @@
 #!/usr/bin/env node
 import { main } from '../dist/src/ui/cli.js';
 
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// A finished command exits even if a connection or timer lingers; stdout is flushed first.
+process.stdout.write('', () => process.exit(code));

@@ -3,3 +3,4 @@ export * from './client.js';
 export * from './connection.js';
 export * from './errors.js';
 export * from './ring.js';
+export * from './pool-client.js';

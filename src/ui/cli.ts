@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { MemshiftError } from '../protocol/errors.js';
+import { registerDemo } from './commands/demo.js';
+import { registerMirror } from './commands/mirror.js';
 import { registerPlan } from './commands/plan.js';
 import { registerStats } from './commands/stats.js';
 import type { Output } from './options.js';
@@ -25,6 +27,8 @@ export async function main(
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
   registerStats(program, out);
   registerPlan(program, out);
+  registerMirror(program, out);
+  registerDemo(program, out);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return out.exitCode;

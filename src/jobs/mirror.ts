@@ -1,0 +1,327 @@
+/**
+ * `memshift mirror`: passive capture on a source server, every request paired
+ * with its response, and the outcome applied to the new pool.
+ *
+ *   tcpdump | pcap file → CapturePipeline → OperationExtractor → Replayer (one per route)
+ *
+ * The production path is never touched: memshift only reads a copy of the
+ * packets. A slow or dead new pool costs the replayer's bounded queues and
+ * counters, never the source's clients.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AddressRange } from '../capture/filter.js';
+import { CapturePipeline, type CaptureCounters } from '../capture/pipeline.js';
+import type { CloseReason, Direction, Flow, FlowListener } from '../capture/tcp-reassembly.js';
+import { startTcpdump, type TcpdumpCapture, type TcpdumpStats } from '../capture/tcpdump.js';
+import { OperationExtractor } from '../ops/extractor.js';
+import type { Operation } from '../ops/operation.js';
+import { MemshiftError } from '../protocol/errors.js';
+import { Replayer, type ReplayerOptions } from '../replay/replayer.js';
+import type { Pool } from '../topology/pool.js';
+
+const STOP_GRACE_MS = 1200;
+
+/** One source port and the pool its traffic goes to. */
+export interface MirrorRoute {
+  readonly sourcePort: number;
+  readonly target: Pool;
+  /** A 1:1 map (one old server to one new server): flush_all may be replicated. */
+  readonly mapped: boolean;
+}
+
+export type ReplayTuning = Omit<ReplayerOptions, 'target' | 'mapped' | 'source'>;
+
+export interface MirrorOptions {
+  readonly routes: readonly MirrorRoute[];
+  /** Where the source server answers memshift's own lookups (fill TTLs): usually this host. */
+  readonly sourceHost: string;
+  /** Live capture interface (`any`, `eth0`, `lo`); ignored with `pcapFile`. */
+  readonly interface: string;
+  readonly pcapFile?: string | undefined;
+  /** Replay a pcap file at this multiple of its recorded pace; 0 = as fast as possible. */
+  readonly speed?: number | undefined;
+  /** Replay the pcap file again and again until stopped. */
+  readonly loop?: boolean | undefined;
+  readonly excludeClients: readonly AddressRange[];
+  readonly replay: ReplayTuning;
+  /** Stop by itself after this long (ms). */
+  readonly durationMs?: number | undefined;
+  /** How long, after capture stops, queued writes may still drain (ms). */
+  readonly drainMs: number;
+  readonly tcpdumpPath?: string | undefined;
+  readonly tcpdumpBufferKiB?: number | undefined;
+}
+
+export interface MirrorSummary {
+  readonly seconds: number;
+  readonly source: 'live' | 'pcap';
+  readonly capture: CaptureCounters;
+  readonly kernel: TcpdumpStats | undefined;
+  readonly operations: OperationExtractor['counters'];
+  /** Flows of memshift's own connections to the source, left out. */
+  readonly ownFlowsSkipped: number;
+  readonly routes: { sourcePort: number; target: string; replay: ReturnType<Replayer['status']> }[];
+  readonly drained: boolean;
+  readonly error: string | undefined;
+}
+
+/**
+ * Runs one mirror: start(), then stop() (or wait for `done` when a duration or
+ * the end of a pcap file ends it), then summary().
+ */
+export class MirrorJob {
+  readonly options: MirrorOptions;
+  readonly replayers: Map<number, Replayer>;
+  readonly extractor: OperationExtractor;
+  private pipeline: CapturePipeline;
+  /** Counters of earlier passes over a looped pcap file. */
+  private readonly pastPasses: CaptureCounters[] = [];
+  private readonly localAddresses = localAddressSet();
+  /** Resolves when capture has stopped and the replay queues drained (or the drain time ran out). */
+  readonly done: Promise<MirrorSummary>;
+  private tcpdump: TcpdumpCapture | undefined;
+  private readonly flowReplayer = new Map<number, Replayer>();
+  private readonly ignoredFlows = new Set<number>();
+  private ownFlowsSkipped = 0;
+  private started = 0;
+  private finishedAt = 0;
+  private stopRequested = false;
+  private stopCapture: (() => void) | undefined;
+  private lastCaptureMicros = 0;
+  private drained = false;
+  private failure: MemshiftError | undefined;
+  private resolveDone: (summary: MirrorSummary) => void = () => {};
+
+  constructor(options: MirrorOptions) {
+    if (options.routes.length === 0)
+      throw new MemshiftError('MEMSHIFT_ERR_USAGE', 'mirror needs at least one route');
+    this.options = options;
+    this.replayers = new Map(
+      options.routes.map((route) => [
+        route.sourcePort,
+        new Replayer({
+          ...options.replay,
+          target: route.target,
+          mapped: route.mapped,
+          // A recorded capture has no live source to ask for remaining TTLs: no fills then.
+          ...(options.pcapFile === undefined
+            ? { source: formatHostPort(options.sourceHost, route.sourcePort) }
+            : { fill: false }),
+        }),
+      ]),
+    );
+    this.extractor = new OperationExtractor((op) => this.onOperation(op));
+    this.pipeline = this.newPipeline();
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  /** Starts capturing; resolves once capture is running (tcpdump listening, or the file opened). */
+  async start(): Promise<void> {
+    this.started = Date.now();
+    if (this.options.pcapFile !== undefined) {
+      await stat(this.options.pcapFile).catch((err: NodeJS.ErrnoException) => {
+        throw new MemshiftError(
+          'MEMSHIFT_ERR_PCAP',
+          `cannot read ${this.options.pcapFile}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`,
+        );
+      });
+      void this.readFile(this.options.pcapFile).then(
+        () => this.finish(),
+        (err: unknown) => this.finish(err),
+      );
+    } else {
+      await this.startLive();
+    }
+    if (this.options.durationMs !== undefined) {
+      const timer = setTimeout(() => void this.stop(), this.options.durationMs);
+      void this.done.then(() => clearTimeout(timer));
+    }
+  }
+
+  /** Stops capture, drains the replay queues within `drainMs`, and resolves with the summary. */
+  async stop(): Promise<MirrorSummary> {
+    if (!this.stopRequested) {
+      this.stopRequested = true;
+      this.stopCapture?.();
+    }
+    return this.done;
+  }
+
+  /** A snapshot of every counter, for the status line, `--json` and the dashboard. */
+  summary(): MirrorSummary {
+    const end = this.finishedAt || Date.now();
+    return {
+      seconds: Math.max(0, (end - this.started) / 1000),
+      source: this.options.pcapFile === undefined ? 'live' : 'pcap',
+      capture: [...this.pastPasses, this.pipeline.counters].reduce(sumCounters),
+      kernel: this.tcpdump ? { ...this.tcpdump.stats } : undefined,
+      operations: { ...this.extractor.counters },
+      ownFlowsSkipped: this.ownFlowsSkipped,
+      routes: [...this.replayers].map(([port, replayer]) => ({
+        sourcePort: port,
+        target: replayer.targetName,
+        replay: replayer.status(),
+      })),
+      drained: this.drained,
+      error: this.failure?.message,
+    };
+  }
+
+  /** Asks tcpdump for its kernel drop count now (live capture only). */
+  async refreshKernelStats(): Promise<void> {
+    await this.tcpdump?.requestStats();
+  }
+
+  private async startLive(): Promise<void> {
+    const tcpdump = startTcpdump({
+      interface: this.options.interface,
+      serverPorts: this.options.routes.map((r) => r.sourcePort),
+      excludeClients: this.options.excludeClients,
+      ...(this.options.tcpdumpPath === undefined ? {} : { tcpdumpPath: this.options.tcpdumpPath }),
+      ...(this.options.tcpdumpBufferKiB === undefined ? {} : { bufferKiB: this.options.tcpdumpBufferKiB }),
+    });
+    this.tcpdump = tcpdump;
+    tcpdump.stdout.on('data', (chunk: Buffer) => this.push(chunk));
+    // A quiet live capture brings no packets to sweep idle flows by capture time: sweep by the clock too.
+    const sweeper = setInterval(() => this.pipeline.flows.sweep(Date.now() * 1000), 1000);
+    sweeper.unref();
+    this.stopCapture = () => {
+      clearInterval(sweeper);
+      // Without immediate mode the kernel hands packets over in batches up to a second late:
+      // give the last of them time to arrive before tcpdump is told to stop.
+      setTimeout(() => void tcpdump.stop(), STOP_GRACE_MS);
+    };
+    void tcpdump.exited.then(() => {
+      clearInterval(sweeper);
+      return this.finish(tcpdump.error);
+    });
+    await tcpdump.ready;
+  }
+
+  private async readFile(file: string): Promise<void> {
+    const speed = this.options.speed ?? 0;
+    do {
+      const stream = createReadStream(file, { highWaterMark: speed > 0 ? 16 * 1024 : 256 * 1024 });
+      this.stopCapture = () => stream.destroy();
+      let firstMicros = 0;
+      const wallStart = Date.now();
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        this.push(chunk);
+        if (this.stopRequested) break;
+        if (speed > 0 && this.lastCaptureMicros > 0) {
+          firstMicros ||= this.lastCaptureMicros;
+          const ahead = (this.lastCaptureMicros - firstMicros) / 1000 / speed - (Date.now() - wallStart);
+          if (ahead > 1) await sleep(Math.min(ahead, 1000));
+        }
+      }
+      if (this.stopRequested) break;
+      this.pipeline.end();
+      if (!this.options.loop) break;
+      this.pastPasses.push(this.pipeline.counters);
+      this.pipeline = this.newPipeline();
+    } while (!this.stopRequested);
+  }
+
+  private newPipeline(): CapturePipeline {
+    return new CapturePipeline(this.listener(), {
+      serverPorts: this.options.routes.map((r) => r.sourcePort),
+      excludeClients: this.options.excludeClients,
+    });
+  }
+
+  private push(chunk: Buffer): void {
+    if (this.failure) return;
+    try {
+      this.pipeline.push(chunk);
+    } catch (err) {
+      // A malformed capture stream ends the capture (clear error), never the process.
+      this.failure =
+        err instanceof MemshiftError ? err : new MemshiftError('MEMSHIFT_ERR_CAPTURE', String(err));
+      this.stopCapture?.();
+    }
+  }
+
+  private async finish(err?: unknown): Promise<void> {
+    if (this.finishedAt) return;
+    this.finishedAt = Date.now();
+    if (err !== undefined && !this.failure) {
+      this.failure =
+        err instanceof MemshiftError ? err : new MemshiftError('MEMSHIFT_ERR_CAPTURE', String(err));
+    }
+    this.pipeline.flows.closeAll('end');
+    const drains = await Promise.all([...this.replayers.values()].map((r) => r.drain(this.options.drainMs)));
+    this.drained = drains.every(Boolean);
+    await Promise.all([...this.replayers.values()].map((r) => r.close()));
+    this.resolveDone(this.summary());
+  }
+
+  private onOperation(op: Operation): void {
+    this.flowReplayer.get(op.connection)?.apply(op);
+  }
+
+  /** Routes flows to their replayer and leaves memshift's own connections to the source out. */
+  private listener(): FlowListener {
+    const extractor = this.extractor;
+    return {
+      open: (flow: Flow) => {
+        const replayer = this.replayers.get(flow.server.port);
+        if (!replayer || this.isOwn(flow)) {
+          this.ignoredFlows.add(flow.id);
+          if (replayer) this.ownFlowsSkipped++;
+          return;
+        }
+        this.flowReplayer.set(flow.id, replayer);
+        extractor.open(flow);
+      },
+      data: (flow: Flow, direction: Direction, chunk: Buffer, timestampMicros: number) => {
+        this.lastCaptureMicros = timestampMicros;
+        if (!this.ignoredFlows.has(flow.id)) extractor.data(flow, direction, chunk, timestampMicros);
+      },
+      gap: (flow: Flow, direction: Direction, missing: number) => {
+        if (!this.ignoredFlows.has(flow.id)) extractor.gap(flow, direction, missing);
+      },
+      close: (flow: Flow, reason: CloseReason) => {
+        if (this.ignoredFlows.delete(flow.id)) return;
+        extractor.close(flow, reason);
+        this.flowReplayer.delete(flow.id);
+      },
+    };
+  }
+
+  /** A connection memshift itself opened to the source: from this host, from one of our ports. */
+  private isOwn(flow: Flow): boolean {
+    if (this.options.pcapFile !== undefined || !this.localAddresses.has(flow.client.address)) return false;
+    for (const replayer of this.replayers.values()) {
+      if (replayer.ownClientPorts().includes(flow.client.port)) return true;
+    }
+    return false;
+  }
+}
+
+function localAddressSet(): Set<string> {
+  const addresses = new Set<string>(['127.0.0.1', '::1']);
+  for (const list of Object.values(networkInterfaces())) {
+    for (const info of list ?? []) addresses.add(info.address);
+  }
+  return addresses;
+}
+
+/** Adds two counter records field by field (numbers summed, nested records recursed). */
+function sumCounters<T>(a: T, b: T): T {
+  if (typeof a === 'number' && typeof b === 'number') return (a + b) as T;
+  if (a && b && typeof a === 'object' && typeof b === 'object') {
+    const out: Record<string, unknown> = { ...(a as Record<string, unknown>) };
+    for (const [key, value] of Object.entries(b as Record<string, unknown>)) {
+      out[key] = key in out ? sumCounters(out[key], value) : value;
+    }
+    return out as T;
+  }
+  return b;
+}
+
+function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}

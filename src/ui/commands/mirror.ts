@@ -1,0 +1,338 @@
+/**
+ * `memshift mirror`: the command line of the mirror job (src/jobs/mirror.ts):
+ * routes from options and pool files, a live status line, a summary at exit,
+ * structured logs, and a clean stop on SIGINT/SIGTERM.
+ */
+import type { Command } from 'commander';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
+import { MirrorJob, type MirrorRoute, type MirrorSummary } from '../../jobs/mirror.js';
+import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
+import { formatTable } from '../format.js';
+import { UsageError, type Output } from '../options.js';
+
+interface MirrorFlags {
+  port: string[];
+  to?: string;
+  route: string[];
+  map?: string;
+  pools?: string;
+  hash: string;
+  interface: string;
+  pcap?: string;
+  speed: string;
+  loop?: boolean;
+  sourceHost: string;
+  excludeClient: string[];
+  fill: boolean;
+  fillWindow: string;
+  fillRate: string;
+  includeReads?: boolean;
+  sample?: string;
+  flush: string;
+  duration?: string;
+  drain: string;
+  json?: boolean;
+  log?: string;
+  maxQueue: string;
+  maxRemembered: string;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+export function registerMirror(program: Command, out: Output): void {
+  program
+    .command('mirror')
+    .description('mirror live traffic of a source server to the new pool, protocol-aware (passive capture)')
+    .option('--port <port>', 'source memcached port to capture (repeatable; default 11211)', collect, [])
+    .option('--to <pool>', 'target pool for --port: a name from --pools or host:port[:weight],...')
+    .option('--route <port=pool>', 'a source port and its own target pool (repeatable)', collect, [])
+    .option('--map <host:port>', '1:1 map: everything from the source port goes to this one new server')
+    .option('--pools <file>', 'YAML or JSON file of named pools')
+    .option('--hash <name>', "distribution of inline pools: the application's client hashing", 'ketama')
+    .option('-i, --interface <name>', 'interface to capture on', 'any')
+    .option('--pcap <file>', 'replay a pcap or pcapng file instead of capturing live')
+    .option('--speed <n>', 'with --pcap: replay at n times the recorded pace (0: as fast as possible)', '0')
+    .option('--loop', 'with --pcap: replay the file again and again until stopped')
+    .option(
+      '--source-host <host>',
+      "where the source answers memshift's own lookups (fill TTLs)",
+      '127.0.0.1',
+    )
+    .option(
+      '--exclude-client <addr[/bits]>',
+      'leave out traffic from these clients (repeatable)',
+      collect,
+      [],
+    )
+    .option('--no-fill', 'do not fill the target with values read on the source')
+    .option('--fill-window <seconds>', 'fill a key at most once per window', '60')
+    .option('--fill-rate <n>', 'at most n fills per second (each asks the source for the TTL)', '2000')
+    .option('--include-reads', 'also replay reads to the target (load testing; responses discarded)')
+    .option('--sample <fraction>', 'mirror only this fraction of keys, chosen by key hash (e.g. 0.1)')
+    .option('--flush <policy>', 'flush_all: skip (unless 1:1 --map) or all-targets', 'skip')
+    .option('--duration <seconds>', 'stop by itself after this long')
+    .option('--drain <seconds>', 'after capture stops, let queued writes finish for at most this long', '5')
+    .option(
+      '--max-queue <n>',
+      'writes queued per target server before dropping (and remembering the key)',
+      '100000',
+    )
+    .option('--max-remembered <n>', 'dropped keys remembered for invalidation per route', '1000000')
+    .option('--json', 'print the summary at exit as JSON')
+    .option('--log <file>', 'write structured logs (JSON lines) to this file')
+    .addHelpText(
+      'after',
+      '\nNeeds tcpdump and the right to capture (root, or cap_net_raw,cap_net_admin on tcpdump).\n' +
+        'Examples:\n' +
+        '  memshift mirror --port 11211 --to 10.0.1.1:11211,10.0.1.2:11211 --hash ketama\n' +
+        '  memshift mirror --pools pools.yaml --route 11211=data-new --route 11212=view-new\n' +
+        '  memshift mirror --pcap traffic.pcap --speed 2 --to new --pools pools.yaml',
+    )
+    .action(async (flags: MirrorFlags) => {
+      const job = new MirrorJob({
+        routes: routesFrom(flags),
+        sourceHost: flags.sourceHost,
+        interface: flags.interface,
+        pcapFile: flags.pcap,
+        speed: number('--speed', flags.speed, 0),
+        loop: flags.loop ?? false,
+        excludeClients: flags.excludeClient.map(parseExclusion),
+        durationMs:
+          flags.duration === undefined ? undefined : number('--duration', flags.duration, 0.001) * 1000,
+        drainMs: number('--drain', flags.drain, 0) * 1000,
+        replay: {
+          fill: flags.fill,
+          fillWindowMs: number('--fill-window', flags.fillWindow, 0) * 1000,
+          fillRatePerSecond: number('--fill-rate', flags.fillRate, 0),
+          includeReads: flags.includeReads ?? false,
+          ...(flags.sample === undefined ? {} : { sample: fraction(flags.sample) }),
+          flush: flushPolicy(flags.flush),
+          maxQueuedPerServer: number('--max-queue', flags.maxQueue, 1),
+          maxRememberedKeys: number('--max-remembered', flags.maxRemembered, 0),
+        },
+      });
+      const log = flags.log === undefined ? undefined : openLog(flags.log);
+      log?.({
+        event: 'start',
+        routes: job.summary().routes.map((r) => ({ port: r.sourcePort, target: r.target })),
+      });
+      const onSignal = (signal: string): void => {
+        log?.({ event: 'signal', signal });
+        void job.stop();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const status = new StatusLine(job, log);
+      try {
+        await job.start();
+        status.start();
+        const summary = await job.done;
+        status.stop();
+        log?.({ event: 'summary', ...summary });
+        out.write(flags.json ? JSON.stringify(summary, null, 2) : renderSummary(summary));
+        if (summary.error) {
+          process.stderr.write(`memshift: ${summary.error}\n`);
+          out.exitCode = 2;
+        } else if (!summary.drained) {
+          out.exitCode = 1;
+        }
+      } finally {
+        status.stop();
+        process.removeListener('SIGINT', onSignal);
+        process.removeListener('SIGTERM', onSignal);
+        await log?.close();
+      }
+    });
+}
+
+function routesFrom(flags: MirrorFlags): MirrorRoute[] {
+  const pools = flags.pools ? loadPools(flags.pools) : undefined;
+  const routes: MirrorRoute[] = [];
+  const resolve = (spec: string, option: string): Pool =>
+    resolvePool(spec, { pools, poolsFile: flags.pools, hash: flags.hash, option });
+  const ports = flags.port.map((p) => port(p));
+  if (flags.map !== undefined) {
+    if (flags.to !== undefined) throw new UsageError('give either --to POOL or --map HOST:PORT, not both');
+    const target = parsePoolSpec(flags.map, 'modula', { where: '--map', name: flags.map });
+    if (target.servers.length !== 1)
+      throw new UsageError('--map takes one new server (host:port) per source port');
+    for (const p of ports.length ? ports : [11211]) routes.push({ sourcePort: p, target, mapped: true });
+  } else if (flags.to !== undefined) {
+    const target = resolve(flags.to, '--to');
+    for (const p of ports.length ? ports : [11211]) routes.push({ sourcePort: p, target, mapped: false });
+  } else if (ports.length > 0) {
+    throw new UsageError('--port needs --to POOL or --map HOST:PORT');
+  }
+  for (const spec of flags.route) {
+    const eq = spec.indexOf('=');
+    if (eq < 1) throw new UsageError(`--route must be PORT=POOL, got "${spec}"`);
+    routes.push({
+      sourcePort: port(spec.slice(0, eq)),
+      target: resolve(spec.slice(eq + 1), '--route'),
+      mapped: false,
+    });
+  }
+  if (routes.length === 0)
+    throw new UsageError('mirror needs a target: --to POOL, --map HOST:PORT or --route PORT=POOL');
+  const seen = new Set<number>();
+  for (const r of routes) {
+    if (seen.has(r.sourcePort)) throw new UsageError(`source port ${r.sourcePort} has two targets`);
+    seen.add(r.sourcePort);
+  }
+  return routes;
+}
+
+function port(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1 || value > 65535) {
+    throw new UsageError(`port must be a number from 1 to 65535, got "${text}"`);
+  }
+  return value;
+}
+
+function number(option: string, text: string, min: number): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value < min) {
+    throw new UsageError(`${option} must be a number of at least ${min}, got "${text}"`);
+  }
+  return value;
+}
+
+function fraction(text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || value > 1) {
+    throw new UsageError(`--sample must be a fraction above 0 and at most 1 (e.g. 0.1), got "${text}"`);
+  }
+  return value;
+}
+
+function flushPolicy(text: string): 'skip' | 'all-targets' {
+  if (text === 'skip' || text === 'all-targets') return text;
+  throw new UsageError(`--flush must be skip or all-targets, got "${text}"`);
+}
+
+function parseExclusion(text: string): AddressRange {
+  try {
+    return parseAddressRange(text);
+  } catch (err) {
+    throw new UsageError(`--exclude-client: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+type Log = ((record: Record<string, unknown>) => void) & { close(): Promise<void> };
+
+function openLog(file: string): Log {
+  let stream: WriteStream | undefined = createWriteStream(file, { flags: 'a' });
+  stream.on('error', (err) => {
+    process.stderr.write(`memshift: cannot write log ${file}: ${err.message}\n`);
+    stream = undefined;
+  });
+  const log = ((record: Record<string, unknown>) => {
+    stream?.write(`${JSON.stringify({ time: new Date().toISOString(), ...record }, bigintSafe)}\n`);
+  }) as Log;
+  log.close = () => new Promise<void>((resolve) => (stream ? stream.end(resolve) : resolve()));
+  return log;
+}
+
+function bigintSafe(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}
+
+/** A one-line live status on a terminal (rewritten in place), a plain line every 10 s otherwise. */
+class StatusLine {
+  private timer: NodeJS.Timeout | undefined;
+  private last: { time: number; requests: number; applied: number } | undefined;
+  private ticks = 0;
+  constructor(
+    private readonly job: MirrorJob,
+    private readonly log: Log | undefined,
+  ) {}
+
+  start(): void {
+    const tty = process.stderr.isTTY === true;
+    this.timer = setInterval(() => {
+      this.ticks++;
+      if (!tty && this.ticks % 10 !== 0) return;
+      void this.job.refreshKernelStats();
+      const line = this.line();
+      this.log?.({ event: 'status', ...this.job.summary() });
+      process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+    }, 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (!this.timer) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  }
+
+  private line(): string {
+    const s = this.job.summary();
+    const requests = s.operations.requests;
+    const applied = s.routes.reduce((n, r) => n + r.replay.applied, 0);
+    const now = Date.now();
+    const prev = this.last ?? { time: now - 1000 * s.seconds, requests: 0, applied: 0 };
+    const dt = Math.max(0.001, (now - prev.time) / 1000);
+    this.last = { time: now, requests, applied };
+    const dropped = s.routes.reduce((n, r) => n + r.replay.dropped, 0);
+    const lag = Math.max(0, ...s.routes.map((r) => r.replay.lag.p99));
+    return (
+      `mirror ${Math.round(s.seconds)}s | requests ${rate((requests - prev.requests) / dt)}/s` +
+      ` | applied ${rate((applied - prev.applied) / dt)}/s | dropped ${dropped}` +
+      ` | lag p99 ${lag.toFixed(1)} ms | flows ${s.capture.flows.flowsOpened - s.capture.flows.flowsClosed}` +
+      ` | kernel drops ${s.kernel?.droppedByKernel ?? 0}`
+    );
+  }
+}
+
+function rate(n: number): string {
+  return n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : String(Math.round(n));
+}
+
+export function renderSummary(s: MirrorSummary): string {
+  const lines = [
+    `mirrored for ${s.seconds.toFixed(1)} s from ${s.source === 'live' ? 'live capture' : 'a pcap file'}:` +
+      ` ${s.capture.flows.packets} packets, ${s.capture.flows.flowsOpened} connections` +
+      (s.kernel ? `, ${s.kernel.droppedByKernel ?? 0} dropped by the kernel` : '') +
+      `, ${s.operations.requests} requests`,
+  ];
+  const header = [
+    'ROUTE',
+    'TARGET',
+    'SEEN',
+    'APPLIED',
+    'SKIPPED',
+    'DROPPED',
+    'INVALIDATED',
+    'FAILED',
+    'FILLS',
+  ];
+  const rows = s.routes.map((r) => [
+    `:${r.sourcePort}`,
+    r.target,
+    String(r.replay.seen),
+    String(r.replay.applied),
+    String(Object.values(r.replay.skipped).reduce((a, b) => a + b, 0)),
+    String(r.replay.dropped),
+    String(r.replay.invalidated),
+    String(r.replay.failed),
+    String(r.replay.fills.applied),
+  ]);
+  lines.push('', formatTable(header, rows, [false, false, true, true, true, true, true, true, true]));
+  for (const r of s.routes) {
+    const reasons = Object.entries(r.replay.skipped).filter(([, n]) => n > 0);
+    if (reasons.length)
+      lines.push(`:${r.sourcePort} skipped: ${reasons.map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    if (r.replay.unrecoverable > 0) {
+      lines.push(
+        `:${r.sourcePort} WARNING: ${r.replay.unrecoverable} dropped keys could not be remembered for invalidation`,
+      );
+    }
+  }
+  if (!s.drained)
+    lines.push('WARNING: the replay queues did not drain in time; writes still queued were dropped');
+  return lines.join('\n');
+}
