@@ -46,6 +46,8 @@ export interface DumpOptions {
   readonly values?: boolean;
   /** Values fetched at once (pipelined) with --values. */
   readonly valueBatch?: number;
+  /** With values: memory for the keys listed before their values are read (default 256 MiB). */
+  readonly maxListBytes?: number;
   /** Enumeration methods to try, in order (default: hash, all, cachedump). */
   readonly methods?: readonly EnumerationMethod[];
   /** Filled in with the method used and warnings. */
@@ -61,45 +63,140 @@ export interface DumpCounters {
   written: number;
   /** Keys listed that were gone when their value was asked for. */
   gone: number;
+  /** Matching keys left out because the list held for --values was full. */
+  overflow: number;
+}
+
+export function zeroDumpCounters(): DumpCounters {
+  return { listed: 0, written: 0, gone: 0, overflow: 0 };
 }
 
 /**
  * Streams a server's keys. The generator stops listing (and releases the
  * server's crawler) when the consumer stops or the limit is reached.
+ *
+ * With values, the keys are listed first into a bounded packed list and the
+ * values read afterwards: the crawler must never wait for us while we wait
+ * for the server. A metadump left unread holds the crawler in the middle of
+ * its walk, and `mg` for keys near where it stopped then does not answer
+ * (seen on memcached 1.6.18).
  */
 export async function* dumpKeys(
   client: MemcachedClient,
   options: DumpOptions = {},
-  counters: DumpCounters = { listed: 0, written: 0, gone: 0 },
+  counters: DumpCounters = zeroDumpCounters(),
 ): AsyncGenerator<DumpRecord> {
   const clock = await ServerClock.of(client);
   const limit = options.limit ?? Infinity;
   if (limit <= 0) return;
-  const batchSize = Math.max(1, Math.min(1024, options.valueBatch ?? 64));
-  const batch: DumpRecord[] = [];
   const enumeration = enumerateKeys(client, {
     ...(options.methods ? { methods: options.methods } : {}),
     ...(options.info ? { info: options.info } : {}),
     ...(options.onWarning ? { onWarning: options.onWarning } : {}),
   });
-  // Leaving the loop (limit, or the consumer stopping) ends the listing and frees the crawler.
+  if (!options.values) {
+    // Leaving the loop (limit, or the consumer stopping) ends the listing and frees the crawler.
+    for await (const entry of enumeration) {
+      counters.listed++;
+      if (options.match && !options.match(entry.key)) continue;
+      counters.written++;
+      yield toRecord(entry, clock.now());
+      if (counters.written >= limit) break;
+    }
+    return;
+  }
+  const list = new PackedEntries(options.maxListBytes ?? 256 * 1024 * 1024);
   for await (const entry of enumeration) {
     counters.listed++;
     if (options.match && !options.match(entry.key)) continue;
-    const record = toRecord(entry, clock.now());
-    if (!options.values) {
-      counters.written++;
-      yield record;
-    } else {
-      batch.push(record);
-      if (batch.length >= batchSize) {
-        yield* withValues(client, batch, counters);
-        batch.length = 0;
-      }
+    if (!list.push(entry)) counters.overflow++;
+    if (list.length >= limit) break;
+  }
+  if (counters.overflow > 0) {
+    const warning =
+      `${client.address}: ${counters.overflow} matching keys left out: the list held while values are read ` +
+      'is full; narrow the dump with --match or --limit';
+    options.info?.warnings.push(warning);
+    options.onWarning?.(warning);
+  }
+  const batchSize = Math.max(1, Math.min(1024, options.valueBatch ?? 256));
+  const batch: DumpRecord[] = [];
+  for (const entry of list.entries()) {
+    batch.push(toRecord(entry, clock.now()));
+    if (batch.length >= batchSize) {
+      yield* withValues(client, batch, counters);
+      batch.length = 0;
     }
-    if (counters.written + batch.length >= limit) break;
   }
   if (batch.length > 0) yield* withValues(client, batch, counters);
+}
+
+const BLOCK_BYTES = 1 << 20;
+/** Per entry: key length (1), exp (4), last access (4), size (4), slab class (1), fetched (1). */
+const ENTRY_HEADER = 15;
+
+/**
+ * Metadump entries packed back to back in 1 MiB blocks (15 bytes plus the
+ * key each), up to a byte cap: millions of keys without an object apiece.
+ */
+class PackedEntries {
+  length = 0;
+  private readonly blocks: Buffer[] = [];
+  /** Bytes filled in each block but the last (whose fill is `used`). */
+  private readonly filled: number[] = [];
+  private used = BLOCK_BYTES;
+  private readonly maxBlocks: number;
+
+  constructor(maxBytes: number) {
+    this.maxBlocks = Math.max(1, Math.floor(maxBytes / BLOCK_BYTES));
+  }
+
+  push(entry: MetadumpEntry): boolean {
+    const need = ENTRY_HEADER + entry.key.length;
+    if (this.used + need > BLOCK_BYTES) {
+      if (this.blocks.length >= this.maxBlocks) return false;
+      if (this.blocks.length > 0) this.filled.push(this.used);
+      this.blocks.push(Buffer.allocUnsafe(BLOCK_BYTES));
+      this.used = 0;
+    }
+    const block = this.blocks[this.blocks.length - 1]!;
+    let at = this.used;
+    block[at] = entry.key.length;
+    block.writeInt32LE(entry.exp, at + 1);
+    block.writeInt32LE(entry.la, at + 5);
+    block.writeUInt32LE(Math.min(entry.size, 0xffffffff), at + 9);
+    block[at + 13] = Math.min(entry.slabClass, 255);
+    block[at + 14] = entry.fetched ? 1 : 0;
+    at += ENTRY_HEADER;
+    entry.key.copy(block, at);
+    this.used = at + entry.key.length;
+    this.length++;
+    return true;
+  }
+
+  /** The entries in listing order; keys are views into the blocks. */
+  *entries(): Generator<MetadumpEntry> {
+    for (let b = 0; b < this.blocks.length; b++) {
+      const block = this.blocks[b]!;
+      const end = b === this.blocks.length - 1 ? this.used : this.filled[b]!;
+      let at = 0;
+      while (at < end) {
+        const keyLength = block[at]!;
+        const key = block.subarray(at + ENTRY_HEADER, at + ENTRY_HEADER + keyLength);
+        yield {
+          key,
+          base64: false,
+          exp: block.readInt32LE(at + 1),
+          la: block.readInt32LE(at + 5),
+          cas: 0n,
+          fetched: block[at + 14] === 1,
+          slabClass: block[at + 13]!,
+          size: block.readUInt32LE(at + 9),
+        };
+        at += ENTRY_HEADER + keyLength;
+      }
+    }
+  }
 }
 
 function toRecord(entry: MetadumpEntry, now: number): DumpRecord {

@@ -6,7 +6,14 @@
  * escaped (\xHH, and \\ for a backslash).
  */
 import type { Command } from 'commander';
-import { dumpKeys, escapeBytes, keyFilter, type DumpCounters, type DumpRecord } from '../../jobs/dump.js';
+import {
+  dumpKeys,
+  escapeBytes,
+  keyFilter,
+  zeroDumpCounters,
+  type DumpCounters,
+  type DumpRecord,
+} from '../../jobs/dump.js';
 import type { EnumerationInfo } from '../../jobs/enumerate.js';
 import { MemcachedClient } from '../../net/client.js';
 import { parseEndpoint } from '../../net/address.js';
@@ -29,7 +36,10 @@ export function registerDump(program: Command, out: Output): void {
     .argument('<server>', 'the instance, host:port')
     .option('--match <pattern>', 'keys matching a glob (* and ?) or /regex/')
     .option('--limit <n>', 'stop after n matching keys')
-    .option('--values', 'also fetch and print each value (off by default: values can be sensitive)')
+    .option(
+      '--values',
+      'also fetch and print each value (off by default: values can be sensitive; reading counts as an access)',
+    )
     .option('--format <format>', 'table, jsonl or csv', 'table')
     .option('--timeout <ms>', 'connect and reply timeout', '5000')
     .addHelpText(
@@ -119,7 +129,7 @@ async function runDump(server: string, flags: DumpFlags, out: Output): Promise<v
     requestTimeoutMs: timeoutMs,
   });
   const info: EnumerationInfo = { method: undefined, warnings: [] };
-  const counters: DumpCounters = { listed: 0, written: 0, gone: 0 };
+  const counters: DumpCounters = zeroDumpCounters();
   const render = format === 'table' ? tableLine : format === 'csv' ? csvLine : jsonLine;
   const chunk: string[] = [];
   if (format === 'table') chunk.push(values ? `${TABLE_HEADER}  VALUE` : TABLE_HEADER);
