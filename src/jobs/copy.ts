@@ -62,9 +62,9 @@ export interface CopyOptions {
   readonly rate?: number;
   /** Value bytes per second read from the sources (default: unlimited). */
   readonly bandwidth?: number;
-  /** Batches in flight per source server at most (default 8); fewer while the source is slow. */
+  /** Batches in flight per source server at most (default 4); fewer while the source is slow. */
   readonly concurrency?: number;
-  /** Keys per batch (default 256) and value bytes per batch (default 4 MiB), whichever fills first. */
+  /** Keys per batch (default 1024) and value bytes per batch (default 4 MiB), whichever fills first. */
   readonly batchKeys?: number;
   readonly batchBytes?: number;
   /** Cap on the TTL written, seconds; also given to keys that never expire. */
@@ -328,8 +328,8 @@ class CopyJob {
     const { list, order } = prepared;
     const address = this.options.from.servers[index]!.address;
     const source = new BatchLink(parseEndpoint(address), this.options.connection ?? {});
-    const governor = new LatencyGovernor(Math.max(1, this.options.concurrency ?? 8));
-    const batchKeys = Math.max(1, this.options.batchKeys ?? 256);
+    const governor = new LatencyGovernor(Math.max(1, this.options.concurrency ?? 4));
+    const batchKeys = Math.max(1, this.options.batchKeys ?? 1024);
     const batchBytes = Math.max(1, this.options.batchBytes ?? 4 * 1024 * 1024);
     const saved = this.state?.sources[index];
     // Batches finish out of order; the checkpoint moves over the finished prefix only.

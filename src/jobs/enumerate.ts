@@ -13,7 +13,9 @@
 import type { MetadumpEntry } from '../protocol/ascii-frames.js';
 import { MemshiftError } from '../protocol/errors.js';
 import type { MemcachedClient } from '../net/client.js';
+import { Connection, type ConnectionOptions } from '../net/connection.js';
 import { ServerReplyError } from '../net/errors.js';
+import { encodeLine } from '../protocol/text.js';
 
 export type EnumerationMethod = 'metadump-hash' | 'metadump-all' | 'cachedump';
 
@@ -93,7 +95,7 @@ export async function* enumerateKeys(
   const release = await acquireCrawler(address);
   try {
     const methods = options.methods ?? ALL_METHODS;
-    let lastRefusal = '';
+    let lastRefusal = (options as { lastRefusal?: string }).lastRefusal ?? '';
     for (const method of methods) {
       if (method === 'cachedump') {
         info.method = method;
@@ -124,12 +126,7 @@ export async function* enumerateKeys(
             await new Promise((resolve) => setTimeout(resolve, 500));
             continue;
           }
-          if (refusal === 'busy') {
-            throw new MemshiftError(
-              'MEMSHIFT_ERR_CRAWLER_BUSY',
-              `${address}: the LRU crawler stayed busy with another job; retry when it is done`,
-            );
-          }
+          if (refusal === 'busy') throw busyError(address);
           if (refusal === undefined) throw err;
           lastRefusal = refusal;
           break;
@@ -141,6 +138,13 @@ export async function* enumerateKeys(
   } finally {
     release();
   }
+}
+
+function busyError(address: string): MemshiftError {
+  return new MemshiftError(
+    'MEMSHIFT_ERR_CRAWLER_BUSY',
+    `${address}: the LRU crawler stayed busy with another job; retry when it is done`,
+  );
 }
 
 /**
@@ -386,20 +390,102 @@ export class ServerClock {
 }
 
 /**
- * Lists a server's keys into `list`, as fast as the dump comes (nothing but
- * the filter and a copy per key), so the crawler is held as briefly as
- * possible. `accept` sees each entry first; a refused key is not kept.
+ * Lists a server's keys into `list` as fast as the dump comes: each line is
+ * parsed and copied in as it is read, with no hop through a generator, so
+ * the crawler is held as briefly as possible. `accept` sees each entry first;
+ * a refused key is not kept. Same methods and fallbacks as enumerateKeys.
+ * Returns the number of keys listed.
  */
 export async function collectKeys(
   client: MemcachedClient,
   list: KeyList,
   accept: (entry: MetadumpEntry) => boolean = () => true,
-  options: EnumerateOptions = {},
+  options: EnumerateOptions & { readonly connection?: Partial<ConnectionOptions> } = {},
 ): Promise<number> {
   let seen = 0;
-  for await (const entry of enumerateKeys(client, options)) {
+  const onEntry = (entry: MetadumpEntry): void => {
     seen++;
     if (accept(entry)) list.push(entry.key, entry.la, entry.fetched, entry.size);
+  };
+  const methods = options.methods ?? ALL_METHODS;
+  const fast = methods.filter((m) => m !== 'cachedump');
+  if (fast.length > 0) {
+    const info = options.info ?? { method: undefined, warnings: [] };
+    const release = await acquireCrawler(client.address);
+    let refusal: string | undefined;
+    try {
+      refusal = await streamMetadump(client, fast, onEntry, options, () => seen, info);
+    } finally {
+      release();
+    }
+    if (refusal === undefined) return seen;
+    if (!methods.includes('cachedump')) {
+      throw new MemshiftError('MEMSHIFT_ERR_METADUMP', `${client.address}: cannot list keys (${refusal})`);
+    }
+    options = { ...options, methods: ['cachedump'], info, lastRefusal: refusal } as EnumerateOptions;
   }
+  for await (const entry of enumerateKeys(client, options)) onEntry(entry);
   return seen;
+}
+
+/** Tries the metadump methods in order; undefined when one listed the keys, else the last refusal. */
+async function streamMetadump(
+  client: MemcachedClient,
+  methods: readonly EnumerationMethod[],
+  onEntry: (entry: MetadumpEntry) => void,
+  options: EnumerateOptions & { readonly connection?: Partial<ConnectionOptions> },
+  listed: () => number,
+  info: EnumerationInfo,
+): Promise<string | undefined> {
+  let refusal = '';
+  for (const method of methods) {
+    const mode = method === 'metadump-hash' ? 'hash' : 'all';
+    let busy = 0;
+    while (true) {
+      info.method = method;
+      const conn = new Connection(client.endpoint, { ...options.connection, maxPending: 1 });
+      let line: string | undefined;
+      let failure: unknown;
+      try {
+        const [last] = await conn.request(
+          encodeLine(['lru_crawler', 'metadump', mode]),
+          'stream',
+          `lru_crawler metadump ${mode}`,
+          (frame) => {
+            if (frame.kind === 'metadump') onEntry(frame.entry);
+            else if (frame.kind === 'line') {
+              line = frame.line;
+              return true;
+            }
+            return false;
+          },
+        );
+        if (last?.kind === 'error') failure = new ServerReplyError(client.address, last);
+        else if (line !== undefined) {
+          failure = new MemshiftError(
+            'MEMSHIFT_ERR_METADUMP',
+            `${client.address}: lru_crawler metadump: ${line}`,
+          );
+        }
+      } catch (err) {
+        failure = err;
+      } finally {
+        conn.destroy();
+      }
+      if (failure === undefined) return undefined;
+      if (listed() > 0) throw failure;
+      const why = classify(client.address, failure);
+      if (why === 'busy' && busy < (options.busyRetries ?? 10)) {
+        busy++;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        continue;
+      }
+      if (why === 'busy') throw busyError(client.address);
+      if (why === undefined) throw failure;
+      refusal = why;
+      break;
+    }
+  }
+  info.method = undefined;
+  return refusal;
 }

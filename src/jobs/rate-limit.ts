@@ -46,21 +46,27 @@ export class TokenBucket {
 }
 
 /**
- * How many batches may be in flight against one source server. The
- * batches set a baseline latency per key (the lowest seen); when a batch takes more
- * than `factor` times the baseline (plus a small floor, so loopback jitter
- * does not count) the window halves, otherwise it grows by one up to `max`.
- * Additive increase, multiplicative decrease, as TCP does for the same reason.
+ * How many batches may be in flight against one source server. Latency per
+ * key (a batch's time divided by its keys and by the batches queued with it,
+ * since a pipelined batch waits for the ones ahead of it) is smoothed, and
+ * compared with a baseline: the lowest smoothed value seen, which creeps up
+ * slowly so an early lucky batch does not set it for good. When the smoothed
+ * latency passes `factor` times the baseline (and a floor, so loopback jitter
+ * does not count) the window halves; otherwise it grows by one batch per
+ * window's worth of batches, up to `max`. Additive increase, multiplicative
+ * decrease, as TCP does for the same reason.
  */
 export class LatencyGovernor {
   private baseline = Infinity;
+  private smoothed = 0;
   private allowed: number;
+  private calm = 0;
   slowdowns = 0;
 
   constructor(
     private readonly max: number,
     private readonly factor = 3,
-    private readonly floorMs = 5,
+    private readonly floorMs = 20,
   ) {
     this.allowed = max;
   }
@@ -69,21 +75,21 @@ export class LatencyGovernor {
     return Math.max(1, Math.floor(this.allowed));
   }
 
-  /**
-   * Records how long one batch of `keys` keys took, sent while `inFlight`
-   * batches (itself included) were queued on the connection: a pipelined
-   * batch waits for the ones ahead of it, which is not the server slowing down.
-   */
+  /** Records how long one batch of `keys` keys took, sent while `inFlight` batches (itself included) were queued. */
   observe(ms: number, keys: number, inFlight: number): void {
     const share = Math.max(1, keys) * Math.max(1, inFlight);
     const perKey = ms / share;
-    if (perKey < this.baseline) this.baseline = perKey;
-    const limit = this.baseline * this.factor * share + this.floorMs;
-    if (ms > limit) {
+    this.smoothed = this.smoothed === 0 ? perKey : this.smoothed * 0.8 + perKey * 0.2;
+    this.baseline = Math.min(this.smoothed, this.baseline * 1.001);
+    const slow = this.smoothed > this.baseline * this.factor && ms > this.floorMs;
+    if (slow && this.calm >= this.window) {
+      // One halving per window of batches: the batches already in flight were sent before it.
       if (this.allowed > 1) this.slowdowns++;
       this.allowed = Math.max(1, this.allowed / 2);
+      this.calm = 0;
     } else {
-      this.allowed = Math.min(this.max, this.allowed + 1 / this.window);
+      this.calm++;
+      if (!slow) this.allowed = Math.min(this.max, this.allowed + 1 / this.window);
     }
   }
 }

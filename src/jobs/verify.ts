@@ -26,7 +26,7 @@ export interface VerifyOptions {
   /** The verdict: key coverage at least this (default 0.99). */
   readonly minCoverage?: number;
   readonly batchKeys?: number;
-  /** Batches in flight per source server (default 8). */
+  /** Batches in flight per source server (default 4). */
   readonly concurrency?: number;
   /** List the target servers to find keys on a server that does not own them (default true). */
   readonly checkPlacement?: boolean;
@@ -295,8 +295,8 @@ async function verifySource(
   mine: Counts,
   perTarget: Counts[],
 ): Promise<void> {
-  const batchKeys = Math.max(1, options.batchKeys ?? 256);
-  const window = Math.max(1, options.concurrency ?? 8);
+  const batchKeys = Math.max(1, options.batchKeys ?? 1024);
+  const window = Math.max(1, options.concurrency ?? 4);
   const to = options.to;
   let nextSample = 0;
   let inFlight = 0;

@@ -11,10 +11,11 @@ import { createInterface } from 'node:readline';
 import { PlanBuilder, parseKeyLine, type Plan, type PlanKey } from '../../jobs/plan.js';
 import { MemcachedClient } from '../../net/client.js';
 import { MemshiftError } from '../../protocol/errors.js';
-import { loadPools, parseMemory, resolvePool, type Pool } from '../../topology/pool.js';
+import { parseMemory, type Pool } from '../../topology/pool.js';
 import { DISTRIBUTIONS } from '../../topology/distribution.js';
 import { formatBytes, formatRatio, formatTable } from '../format.js';
 import { UsageError, type Output } from '../options.js';
+import { resolvePools } from '../pools.js';
 
 interface PlanFlags {
   from: string;
@@ -70,25 +71,11 @@ export async function runPlan(flags: PlanFlags): Promise<string> {
   if ((flags.keys === undefined) === (flags.sample === undefined)) {
     throw new UsageError('plan needs exactly one of --keys FILE or --sample N');
   }
-  const pools = flags.pools ? loadPools(flags.pools) : undefined;
   const memoryLimit = flags.memory === undefined ? undefined : parseMemory(flags.memory);
   if (flags.memory !== undefined && memoryLimit === undefined) {
     throw new UsageError(`--memory must be bytes or a size like 64m, 4g; got "${flags.memory}"`);
   }
-  const from = resolvePool(flags.from, {
-    pools,
-    poolsFile: flags.pools,
-    hash: flags.fromHash ?? flags.hash,
-    option: '--from',
-  });
-  const to = resolvePool(flags.to, {
-    pools,
-    poolsFile: flags.pools,
-    hash: flags.hash,
-    source: from,
-    memoryLimit,
-    option: '--to',
-  });
+  const { from, to } = resolvePools(flags, memoryLimit);
   const options = {
     recentSeconds: wholeNumber('--recent', flags.recent),
     mirrorSeconds: wholeNumber('--mirror-window', flags.mirrorWindow),

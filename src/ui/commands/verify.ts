@@ -1,0 +1,111 @@
+/**
+ * `memshift verify --from POOL --to POOL`: how warm the new pool is, with a
+ * verdict for automation: exit status 0 when key coverage reaches
+ * `--min-coverage`, 1 when it does not.
+ */
+import type { Command } from 'commander';
+import { runVerify, type VerifyReport } from '../../jobs/verify.js';
+import { formatBytes, formatRatio, formatTable } from '../format.js';
+import { UsageError, type Output } from '../options.js';
+import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
+
+interface VerifyFlags extends PoolFlags {
+  sample: string;
+  minCoverage: string;
+  recent: string;
+  placement?: boolean;
+  json?: boolean;
+}
+
+export function registerVerify(program: Command, out: Output): void {
+  poolOptions(
+    program.command('verify').description('how warm is the new pool: coverage, equality, TTLs, placement'),
+  )
+    .option('--sample <n>', 'compare the values of n keys spread over the pool, or "all"', '1000')
+    .option('--min-coverage <ratio>', 'the verdict: pass when this share of keys is present', '0.99')
+    .option('--recent <seconds>', 'a key is recently used when accessed within this many seconds', '3600')
+    .option('--no-placement', 'do not list the new servers to find keys on the wrong server')
+    .option('--json', 'print JSON instead of tables')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 when key coverage is at least --min-coverage, 1 when it is not.\n' +
+        'Example: memshift verify --pools pools.yaml --from old --to new --min-coverage 0.99 --json',
+    )
+    .action(async (flags: VerifyFlags) => {
+      const { from, to } = resolvePools(flags);
+      const sample = flags.sample === 'all' ? Infinity : Number(flags.sample);
+      if (!(sample === Infinity || (Number.isInteger(sample) && sample >= 0))) {
+        throw new UsageError(`--sample must be a whole number or "all", got "${flags.sample}"`);
+      }
+      const minCoverage = Number(flags.minCoverage);
+      if (!(minCoverage >= 0 && minCoverage <= 1)) {
+        throw new UsageError(`--min-coverage must be a ratio between 0 and 1, got "${flags.minCoverage}"`);
+      }
+      const recentSeconds = Number(flags.recent);
+      if (!Number.isInteger(recentSeconds) || recentSeconds < 1) {
+        throw new UsageError(`--recent must be a whole number of seconds, got "${flags.recent}"`);
+      }
+      const report = await runVerify({
+        from,
+        to,
+        sample,
+        minCoverage,
+        recentSeconds,
+        checkPlacement: flags.placement !== false,
+        onWarning: (w) => process.stderr.write(`memshift: warning: ${w}\n`),
+      });
+      out.write(flags.json ? JSON.stringify(report, jsonNumbers, 2) : renderVerify(report));
+      out.exitCode = report.passed ? 0 : 1;
+    });
+}
+
+/** JSON has no Infinity; nothing here should be one, but a ratio of nothing must not print null silently. */
+function jsonNumbers(_key: string, value: unknown): unknown {
+  return typeof value === 'number' && !Number.isFinite(value) ? String(value) : value;
+}
+
+export function renderVerify(r: VerifyReport): string {
+  const lines: string[] = [];
+  lines.push(
+    `${r.passed ? 'PASS' : 'FAIL'}: ${formatRatio(r.keys.coverage)} of ${r.keys.source} keys are on the new ` +
+      `server that owns them (minimum ${formatRatio(r.minCoverage)}); ${r.keys.missing} missing`,
+  );
+  lines.push(
+    `bytes: ${formatRatio(r.bytes.coverage)} of ${formatBytes(r.bytes.source)}; recently used (${r.recent.seconds}s): ` +
+      `${formatRatio(r.recent.coverage)} of ${r.recent.keys} keys`,
+  );
+  lines.push(
+    `values: ${r.values.equal} of ${r.values.compared} compared are equal, ${r.values.different} differ` +
+      (r.values.paddingOnly > 0 ? ` (${r.values.paddingOnly} equal but for decr padding)` : '') +
+      `; flags differ on ${r.flags.different} of ${r.flags.compared}`,
+  );
+  lines.push(
+    `TTL: max drift ${r.ttl.maxDriftSeconds}s, mean ${r.ttl.meanDriftSeconds.toFixed(2)}s, ${r.ttl.over2s} over 2s, ` +
+      `${r.ttl.longer} outlive the source, ${r.ttl.neverVsExpiring} never expire on one side only`,
+  );
+  if (r.wrongServer.checked > 0 || r.wrongServer.keys > 0) {
+    lines.push(`wrong server: ${r.wrongServer.keys} of ${r.wrongServer.checked} keys held by the new pool`);
+    for (const e of r.wrongServer.examples) lines.push(`  ${e}`);
+  }
+  if (r.keys.vanished > 0) lines.push(`${r.keys.vanished} keys left the source while it was being verified`);
+  lines.push('');
+  lines.push(
+    formatTable(
+      ['SERVER', 'ROLE', 'KEYS', 'PRESENT', 'COVERAGE', 'BYTES', 'HELD', 'WRONG'],
+      r.servers.map((s) => [
+        s.address,
+        s.role,
+        String(s.keys),
+        String(s.present),
+        formatRatio(s.coverage),
+        formatBytes(s.bytes),
+        s.held === undefined ? '-' : String(s.held),
+        s.wrongServer === undefined ? '-' : String(s.wrongServer),
+      ]),
+      [false, false, true, true, true, true, true, true],
+    ),
+  );
+  for (const e of r.examples) lines.push(`  ${e}`);
+  for (const w of r.warnings) lines.push(`warning: ${w}`);
+  return lines.join('\n');
+}
