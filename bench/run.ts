@@ -3,15 +3,18 @@
  * none warms the JIT for the next, and prints their JSON results as one object.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+const here = fileURLToPath(new URL('.', import.meta.url));
 const only = process.argv.slice(2);
-const benches = ['parsers', 'distribution', 'capture'].filter((b) => only.length === 0 || only.includes(b));
+const benches = readdirSync(here)
+  .filter((f) => f.endsWith('.js') && f !== 'run.js')
+  .map((f) => f.slice(0, -3))
+  .filter((b) => only.length === 0 || only.includes(b));
 const results: Record<string, unknown> = {};
 for (const name of benches) {
-  const file = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
-  if (!existsSync(file)) continue;
+  const file = `${here}${name}.js`;
   const run = spawnSync(process.execPath, [file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     results[name] = JSON.parse(run.stdout);
