@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { runVerify, type VerifyReport } from '../../jobs/verify.js';
-import { formatBytes, formatRatio, formatTable } from '../format.js';
+import { formatBytes, formatTable } from '../format.js';
 import { UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
 
@@ -64,15 +64,20 @@ function jsonNumbers(_key: string, value: unknown): unknown {
   return typeof value === 'number' && !Number.isFinite(value) ? String(value) : value;
 }
 
+/** A share as a percentage, rounded down: 99.97% must not print as 100%. */
+function percent(ratio: number): string {
+  return `${(Math.floor(ratio * 10000) / 100).toFixed(2)}%`;
+}
+
 export function renderVerify(r: VerifyReport): string {
   const lines: string[] = [];
   lines.push(
-    `${r.passed ? 'PASS' : 'FAIL'}: ${formatRatio(r.keys.coverage)} of ${r.keys.source} keys are on the new ` +
-      `server that owns them (minimum ${formatRatio(r.minCoverage)}); ${r.keys.missing} missing`,
+    `${r.passed ? 'PASS' : 'FAIL'}: ${percent(r.keys.coverage)} of ${r.keys.source} keys are on the new ` +
+      `server that owns them (minimum ${percent(r.minCoverage)}); ${r.keys.missing} missing`,
   );
   lines.push(
-    `bytes: ${formatRatio(r.bytes.coverage)} of ${formatBytes(r.bytes.source)}; recently used (${r.recent.seconds}s): ` +
-      `${formatRatio(r.recent.coverage)} of ${r.recent.keys} keys`,
+    `bytes: ${percent(r.bytes.coverage)} of ${formatBytes(r.bytes.source)}; recently used (${r.recent.seconds}s): ` +
+      `${percent(r.recent.coverage)} of ${r.recent.keys} keys`,
   );
   lines.push(
     `values: ${r.values.equal} of ${r.values.compared} compared are equal, ${r.values.different} differ` +
@@ -97,7 +102,7 @@ export function renderVerify(r: VerifyReport): string {
         s.role,
         String(s.keys),
         String(s.present),
-        formatRatio(s.coverage),
+        s.coverage === undefined ? '-' : percent(s.coverage),
         formatBytes(s.bytes),
         s.held === undefined ? '-' : String(s.held),
         s.wrongServer === undefined ? '-' : String(s.wrongServer),
