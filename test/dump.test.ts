@@ -244,6 +244,55 @@ describe('memshift dump', () => {
   });
 });
 
+describe('memshift dump of more keys than one list block', () => {
+  let server: MemcachedServer;
+  const COUNT = 40_000;
+  const keyOf = (i: number): string => `big:${String(i).padStart(6, '0')}:padding-to-thirty`;
+
+  before(async () => {
+    server = await startMemcached({ memoryMb: 64 });
+    const client = new MemcachedClient(server.address, { connections: 2 });
+    for (let i = 0; i < COUNT; i += 1000) {
+      const writes: Promise<unknown>[] = [];
+      for (let j = i; j < i + 1000; j++) writes.push(client.set(keyOf(j), `value-${j}`));
+      await Promise.all(writes);
+    }
+    await client.close();
+  });
+  after(() => server.stop());
+
+  it('keeps every key and value across list blocks', () => {
+    const run = dump(server.address, '--format', 'jsonl', '--values');
+    assert.equal(run.status, 0, run.stderr);
+    const records = jsonLines(run.stdout);
+    assert.equal(records.length, COUNT);
+    const seen = new Set<string>();
+    for (const r of records) {
+      const i = Number(r.key.slice(4, 10));
+      assert.equal(r.key, keyOf(i));
+      assert.equal(Buffer.from(r.value_base64 ?? '', 'base64').toString(), `value-${i}`);
+      seen.add(r.key);
+    }
+    assert.equal(seen.size, COUNT);
+  });
+
+  it('reports the keys a full list leaves out and exits 1', () => {
+    // 1 MiB holds about 24,000 entries of 43 bytes (15 + a 28-byte key).
+    const run = dump(server.address, '--format', 'jsonl', '--max-memory', '1m');
+    assert.equal(run.status, 1);
+    const written = jsonLines(run.stdout).length;
+    assert.ok(written > 20_000 && written < COUNT, `${written} written`);
+    assert.match(
+      run.stderr,
+      new RegExp(`warning: .*${COUNT - written} matching keys left out: the key list is full`),
+    );
+    assert.match(
+      run.stderr,
+      new RegExp(`${written} keys written of ${COUNT} listed .*${COUNT - written} left out`),
+    );
+  });
+});
+
 describe('dump helpers', () => {
   it('escapes every byte reversibly and leaves printable keys alone', () => {
     const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));

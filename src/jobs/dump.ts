@@ -1,8 +1,8 @@
 /**
  * The key dumper behind `memshift dump`: every key of one server with its
- * remaining TTL, size, last access, fetched bit and slab class, streamed from
- * the enumeration (metadump hash, then all, then stats cachedump with a
- * warning: see enumerate.ts) so memory does not grow with the number of keys.
+ * remaining TTL, size, last access, fetched bit and slab class, from the
+ * enumeration (metadump hash, then all, then stats cachedump with a warning:
+ * see enumerate.ts), held packed in a list with a memory cap.
  * Values are fetched only on request, with pipelined `mg <key> v f` in
  * bounded batches (reference/memcached-protocol.txt, "Meta Get").
  *
@@ -46,7 +46,7 @@ export interface DumpOptions {
   readonly values?: boolean;
   /** Values fetched at once (pipelined) with --values. */
   readonly valueBatch?: number;
-  /** With values: memory for the keys listed before their values are read (default 256 MiB). */
+  /** Memory for the keys listed before they are written (default 512 MiB). */
   readonly maxListBytes?: number;
   /** Enumeration methods to try, in order (default: hash, all, cachedump). */
   readonly methods?: readonly EnumerationMethod[];
@@ -63,23 +63,30 @@ export interface DumpCounters {
   written: number;
   /** Keys listed that were gone when their value was asked for. */
   gone: number;
-  /** Matching keys left out because the list held for --values was full. */
+  /** Matching keys left out because the key list was full. */
   overflow: number;
 }
+
+/** The key list's default memory cap: about 10 million keys of 40 bytes. */
+export const DEFAULT_LIST_BYTES = 512 * 1024 * 1024;
 
 export function zeroDumpCounters(): DumpCounters {
   return { listed: 0, written: 0, gone: 0, overflow: 0 };
 }
 
 /**
- * Streams a server's keys. The generator stops listing (and releases the
- * server's crawler) when the consumer stops or the limit is reached.
+ * A server's keys, listed first into a bounded packed list (about 15 bytes
+ * plus the key per entry) as fast as the server sends them, then handed out
+ * one by one, with values read afterwards when asked for.
  *
- * With values, the keys are listed first into a bounded packed list and the
- * values read afterwards: the crawler must never wait for us while we wait
- * for the server. A metadump left unread holds the crawler in the middle of
- * its walk, and `mg` for keys near where it stopped then does not answer
- * (seen on memcached 1.6.18).
+ * Why not straight from the dump to the output: a metadump that is not read
+ * holds the server's crawler in the middle of its walk, and while it waits,
+ * requests for keys under the item lock it holds do not answer, production
+ * traffic included (seen on memcached 1.6.18: about one random get in 20,000
+ * hung while a dump sat unread). Output can stall for any reason (a pager, a
+ * slow pipe, and stdout writes to a pipe block the whole process), so the
+ * crawler is never made to wait on it. Keys beyond the list's cap are
+ * counted in `overflow` and reported, never waited for.
  */
 export async function* dumpKeys(
   client: MemcachedClient,
@@ -94,30 +101,28 @@ export async function* dumpKeys(
     ...(options.info ? { info: options.info } : {}),
     ...(options.onWarning ? { onWarning: options.onWarning } : {}),
   });
-  if (!options.values) {
-    // Leaving the loop (limit, or the consumer stopping) ends the listing and frees the crawler.
-    for await (const entry of enumeration) {
-      counters.listed++;
-      if (options.match && !options.match(entry.key)) continue;
-      counters.written++;
-      yield toRecord(entry, clock.now());
-      if (counters.written >= limit) break;
-    }
-    return;
-  }
-  const list = new PackedEntries(options.maxListBytes ?? 256 * 1024 * 1024);
+  const list = new PackedEntries(options.maxListBytes ?? DEFAULT_LIST_BYTES);
   for await (const entry of enumeration) {
     counters.listed++;
     if (options.match && !options.match(entry.key)) continue;
     if (!list.push(entry)) counters.overflow++;
+    // Leaving the loop ends the listing and frees the crawler.
     if (list.length >= limit) break;
   }
   if (counters.overflow > 0) {
     const warning =
-      `${client.address}: ${counters.overflow} matching keys left out: the list held while values are read ` +
-      'is full; narrow the dump with --match or --limit';
+      `${client.address}: ${counters.overflow} matching keys left out: the key list is full ` +
+      `(${Math.round((options.maxListBytes ?? DEFAULT_LIST_BYTES) / 1048576)} MiB); ` +
+      'allow more memory or narrow the dump with --match or --limit';
     options.info?.warnings.push(warning);
     options.onWarning?.(warning);
+  }
+  if (!options.values) {
+    for (const entry of list.entries()) {
+      counters.written++;
+      yield toRecord(entry, clock.now());
+    }
+    return;
   }
   const batchSize = Math.max(1, Math.min(1024, options.valueBatch ?? 256));
   const batch: DumpRecord[] = [];

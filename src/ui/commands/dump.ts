@@ -17,6 +17,7 @@ import {
 import type { EnumerationInfo } from '../../jobs/enumerate.js';
 import { MemcachedClient } from '../../net/client.js';
 import { parseEndpoint } from '../../net/address.js';
+import { parseMemory } from '../../topology/pool.js';
 import { UsageError, parseMilliseconds, type Output } from '../options.js';
 
 type Format = 'table' | 'jsonl' | 'csv';
@@ -27,6 +28,7 @@ interface DumpFlags {
   values?: boolean;
   format: string;
   timeout: string;
+  maxMemory: string;
 }
 
 export function registerDump(program: Command, out: Output): void {
@@ -42,15 +44,23 @@ export function registerDump(program: Command, out: Output): void {
     )
     .option('--format <format>', 'table, jsonl or csv', 'table')
     .option('--timeout <ms>', 'connect and reply timeout', '5000')
+    .option(
+      '--max-memory <size>',
+      'memory for the key list, e.g. 512m, 2g (about 15 bytes + key per key)',
+      '512m',
+    )
     .addHelpText(
       'after',
       '\nKeys are listed with lru_crawler metadump hash (each item once), falling back to\n' +
         'metadump all, then to stats cachedump (incomplete: a warning says so).\n' +
         "TTL and idle times are measured by the server's clock. A summary goes to stderr.\n" +
+        'Keys are listed in full before anything is written, so a slow reader of the output\n' +
+        "never holds the server's crawler (which would hold up requests for some keys).\n" +
+        'Exit status is 1 when keys were left out because the key list was full.\n' +
         "Example: memshift dump 127.0.0.1:11211 --match 'session:*' --format jsonl --limit 1000",
     )
     .action(async (server: string, flags: DumpFlags) => {
-      await runDump(server, flags, out);
+      out.exitCode = await runDump(server, flags, out);
     });
 }
 
@@ -118,12 +128,16 @@ function jsonLine(r: DumpRecord, values: boolean): string {
 /** Lines are written in chunks, not one call per key, and never collected beyond one chunk. */
 const CHUNK_LINES = 512;
 
-async function runDump(server: string, flags: DumpFlags, out: Output): Promise<void> {
+async function runDump(server: string, flags: DumpFlags, out: Output): Promise<number> {
   const format = parseFormat(flags.format);
   const limit = parseLimit(flags.limit);
   const timeoutMs = parseMilliseconds('--timeout', flags.timeout);
   const match = flags.match === undefined ? undefined : keyFilter(flags.match);
   const values = flags.values === true;
+  const maxListBytes = parseMemory(flags.maxMemory);
+  if (maxListBytes === undefined) {
+    throw new UsageError(`--max-memory must be bytes or a size like 512m, 2g; got "${flags.maxMemory}"`);
+  }
   const client = new MemcachedClient(parseEndpoint(server), {
     connectTimeoutMs: timeoutMs,
     requestTimeoutMs: timeoutMs,
@@ -140,6 +154,7 @@ async function runDump(server: string, flags: DumpFlags, out: Output): Promise<v
       {
         values,
         info,
+        maxListBytes,
         onWarning: (w) => process.stderr.write(`memshift dump: warning: ${w}\n`),
         ...(match ? { match } : {}),
         ...(limit === undefined ? {} : { limit }),
@@ -159,6 +174,8 @@ async function runDump(server: string, flags: DumpFlags, out: Output): Promise<v
   }
   process.stderr.write(
     `memshift dump: ${counters.written} keys written of ${counters.listed} listed from ${client.address}` +
-      ` (${info.method ?? 'no method'})${values && counters.gone > 0 ? `, ${counters.gone} gone before their value was read` : ''}\n`,
+      ` (${info.method ?? 'no method'})${values && counters.gone > 0 ? `, ${counters.gone} gone before their value was read` : ''}` +
+      `${counters.overflow > 0 ? `, ${counters.overflow} left out (key list full)` : ''}\n`,
   );
+  return counters.overflow > 0 ? 1 : 0;
 }
