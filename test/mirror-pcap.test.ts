@@ -105,6 +105,55 @@ describe('memshift mirror --pcap', () => {
     });
   }
 
+  it('loops a file until --duration, paces with --speed, and writes structured logs', async () => {
+    const target = await startMemcached();
+    try {
+      const log = join(dir, 'mirror.log');
+      const looped = memshift(
+        'mirror',
+        '--pcap',
+        pcapFile,
+        '--port',
+        String(source.port),
+        '--map',
+        target.address,
+        '--loop',
+        '--duration',
+        '1.5',
+        '--json',
+        '--log',
+        log,
+      );
+      assert.equal(looped.status, 0, looped.stderr);
+      const summary = JSON.parse(looped.stdout) as { routes: { replay: { seen: number } }[] };
+      assert.ok(summary.routes[0]!.replay.seen > 2 * keys.length, 'the file was replayed more than twice');
+      const records = readFileSync(log, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { event: string });
+      assert.equal(records[0]?.event, 'start');
+      assert.equal(records[records.length - 1]?.event, 'summary');
+
+      const paced = memshift(
+        'mirror',
+        '--pcap',
+        pcapFile,
+        '--port',
+        String(source.port),
+        '--map',
+        target.address,
+        '--speed',
+        '1000',
+        '--json',
+      );
+      assert.equal(paced.status, 0, paced.stderr);
+      const pacedSummary = JSON.parse(paced.stdout) as { routes: { replay: { seen: number } }[] };
+      assert.equal(pacedSummary.routes[0]!.replay.seen, keys.length + 1);
+    } finally {
+      await target.stop();
+    }
+  });
+
   it('gives one clear error line for a garbage file, and for a truncated one after applying what it read', async () => {
     const target = await startMemcached();
     try {

@@ -208,15 +208,21 @@ export class MirrorJob {
       this.stopCapture = () => stream.destroy();
       let firstMicros = 0;
       const wallStart = Date.now();
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        this.push(chunk);
-        if (this.stopRequested) break;
-        if (speed > 0 && this.lastCaptureMicros > 0) {
-          firstMicros ||= this.lastCaptureMicros;
-          const ahead = (this.lastCaptureMicros - firstMicros) / 1000 / speed - (Date.now() - wallStart);
-          if (ahead > 1) await sleep(Math.min(ahead, 1000));
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          this.push(chunk);
+          if (this.stopRequested) break;
+          if (speed > 0 && this.lastCaptureMicros > 0) {
+            firstMicros ||= this.lastCaptureMicros;
+            const ahead = (this.lastCaptureMicros - firstMicros) / 1000 / speed - (Date.now() - wallStart);
+            if (ahead > 1) await sleep(Math.min(ahead, 1000));
+          }
         }
+      } catch (err) {
+        // Stopping destroys the stream under the reader: that is no error.
+        if (!this.stopRequested && !this.failure) throw err;
       }
+      if (this.failure) return;
       if (this.stopRequested) break;
       this.pipeline.end();
       if (!this.options.loop) break;

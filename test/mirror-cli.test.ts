@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { MemcachedClient } from '../src/net/client.js';
+import { startMemcached } from './support/memcached.js';
+
+const BIN = fileURLToPath(new URL('../../bin/memshift.js', import.meta.url));
+
+describe('memshift mirror on the command line', () => {
+  it('stops on SIGINT, drains, and prints its summary', async () => {
+    const source = await startMemcached();
+    const target = await startMemcached();
+    try {
+      const child = spawn(
+        process.execPath,
+        [BIN, 'mirror', '-i', 'lo', '--port', String(source.port), '--to', target.address, '--json'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const client = new MemcachedClient(source.address);
+      const onTarget = new MemcachedClient(target.address);
+      // Wait (bounded) until capture runs: a key set now shows up on the target.
+      let seen = false;
+      for (let i = 0; i < 100 && !seen; i++) {
+        await client.set(`sigint:${i}`, 'v');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        seen =
+          (await new MemcachedClient(target.address).get(`sigint:${i}`).catch(() => undefined)) !== undefined;
+      }
+      await client.close();
+      onTarget.destroy();
+      child.kill('SIGINT');
+      assert.equal(await exited, 0, stderr);
+      const summary = JSON.parse(stdout) as { drained: boolean; routes: { replay: { applied: number } }[] };
+      assert.equal(summary.drained, true);
+      assert.ok(summary.routes[0]!.replay.applied > 0);
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('says what to install when tcpdump is missing, in one line', () => {
+    const run = spawnSync(process.execPath, [BIN, 'mirror', '--port', '11211', '--to', '127.0.0.1:11311'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      env: { ...process.env, PATH: '/nonexistent' },
+    });
+    assert.equal(run.status, 2);
+    assert.equal(run.stderr.trim().split('\n').length, 1);
+    assert.match(run.stderr, /^memshift: .*apt-get install tcpdump/);
+  });
+
+  it('refuses bad routes with one line', () => {
+    const run = spawnSync(process.execPath, [BIN, 'mirror', '--route', '11211'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(run.status, 2);
+    assert.match(run.stderr.trim(), /^memshift: --route must be PORT=POOL, got "11211"$/);
+  });
+});
