@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { TopPoller } from '../src/jobs/top.js';
 import { MemcachedClient } from '../src/net/client.js';
 import { startDashboard, type Dashboard } from '../src/ui/dashboard/server.js';
-import { createMetricsRegistry, registerTopMetrics } from '../src/ui/metrics.js';
+import { createMetricsRegistry, registerSnapshotMetrics, registerTopMetrics } from '../src/ui/metrics.js';
 import { freePort, startMemcached, type MemcachedServer } from './support/memcached.js';
 
 interface Sample {
@@ -237,5 +237,30 @@ describe('Prometheus /metrics', () => {
       3 / 11,
     );
     assert.equal(value(families, 'memshift_top_polls_total', {}), 2);
+  });
+});
+
+describe("a command's dashboard figures as metrics", () => {
+  it('names counters memshift_<command>_<group>_total and gauges memshift_<command>_<group>, series as a label', async () => {
+    let figures = {
+      counters: { mirrored: 10, 'dropped/queue full': 2, 'dropped/closed': 1 } as Record<string, number>,
+      gauges: { 'lag seconds': 0.5, 'coverage ratio/10.0.0.1:11211': 0.25 } as Record<string, number>,
+    };
+    const registry = createMetricsRegistry({ processMetrics: false });
+    registerSnapshotMetrics(registry, 'mirror', () => figures);
+    let families = parsePrometheusText(await registry.metrics());
+    assert.equal(families.get('memshift_mirror_mirrored_total')?.type, 'counter');
+    assert.equal(value(families, 'memshift_mirror_mirrored_total', {}), 10);
+    assert.equal(value(families, 'memshift_mirror_dropped_total', { series: 'queue full' }), 2);
+    assert.equal(value(families, 'memshift_mirror_dropped_total', { series: 'closed' }), 1);
+    assert.equal(families.get('memshift_mirror_lag_seconds')?.type, 'gauge');
+    assert.equal(value(families, 'memshift_mirror_lag_seconds', {}), 0.5);
+    assert.equal(value(families, 'memshift_mirror_coverage_ratio', { series: '10.0.0.1:11211' }), 0.25);
+    // Scrapes read the figures of the moment, and pick up names that appear later.
+    figures = { counters: { ...figures.counters, mirrored: 25, applied: 20 }, gauges: figures.gauges };
+    await registry.metrics();
+    families = parsePrometheusText(await registry.metrics());
+    assert.equal(value(families, 'memshift_mirror_mirrored_total', {}), 25);
+    assert.equal(value(families, 'memshift_mirror_applied_total', {}), 20);
   });
 });

@@ -204,3 +204,99 @@ export function registerTopMetrics(registry: Registry, latest: () => TopSnapshot
     },
   });
 }
+
+/** A metric name part from a dashboard name: lower case, runs of anything else as one underscore. */
+export function metricNamePart(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '');
+}
+
+/**
+ * Exposes a long-running command's dashboard figures as Prometheus metrics,
+ * read at scrape time, so the page and /metrics never disagree:
+ *   counter `group/series` -> memshift_<command>_<group>_total{series="<series>"}
+ *   gauge   `group/series` -> memshift_<command>_<group>{series="<series>"}
+ * A name without a slash has no series label. Name gauges with their unit
+ * ('lag seconds', 'coverage ratio') so the metric reads right.
+ */
+export function registerSnapshotMetrics(
+  registry: Registry,
+  command: string,
+  snapshot: () => {
+    readonly counters: Readonly<Record<string, number>>;
+    readonly gauges: Readonly<Record<string, number>>;
+  },
+): void {
+  const prefix = `memshift_${metricNamePart(command)}_`;
+  const families = new Set<string>();
+  const split = (name: string): { metric: string; series: string | undefined } => {
+    const slash = name.indexOf('/');
+    return slash < 0
+      ? { metric: metricNamePart(name), series: undefined }
+      : { metric: metricNamePart(name.slice(0, slash)), series: name.slice(slash + 1) };
+  };
+  // Families are known from the first snapshot; one that appears later is registered then.
+  const ensure = (): void => {
+    const now = snapshot();
+    for (const [kind, values] of [
+      ['counter', now.counters],
+      ['gauge', now.gauges],
+    ] as const) {
+      for (const name of Object.keys(values)) {
+        const { metric } = split(name);
+        const full = kind === 'counter' ? `${prefix}${metric}_total` : `${prefix}${metric}`;
+        if (families.has(full)) continue;
+        families.add(full);
+        const read = (): [Record<string, string>, number][] => {
+          const current = kind === 'counter' ? snapshot().counters : snapshot().gauges;
+          const out: [Record<string, string>, number][] = [];
+          for (const [n, v] of Object.entries(current)) {
+            const part = split(n);
+            if (part.metric !== metric || !Number.isFinite(v)) continue;
+            out.push([part.series === undefined ? {} : { series: part.series }, v]);
+          }
+          return out;
+        };
+        const help = `memshift ${command}: ${metric.replace(/_/g, ' ')}${kind === 'counter' ? ' (running total)' : ''}.`;
+        // Always declared, so a figure with a series and one without can share a metric.
+        const labelNames = ['series'];
+        if (kind === 'counter') {
+          new Counter({
+            name: full,
+            help,
+            labelNames,
+            registers: [registry],
+            collect() {
+              this.reset();
+              for (const [labels, v] of read()) if (v >= 0) this.inc(labels, v);
+            },
+          });
+        } else {
+          new Gauge({
+            name: full,
+            help,
+            labelNames,
+            registers: [registry],
+            collect() {
+              this.reset();
+              for (const [labels, v] of read()) this.set(labels, v);
+            },
+          });
+        }
+      }
+    }
+  };
+  ensure();
+  // Checked again at each scrape for names that appeared since.
+  new Gauge({
+    name: `${prefix}dashboard_series`,
+    help: `memshift ${command}: figures exposed from the command's dashboard.`,
+    registers: [registry],
+    collect() {
+      ensure();
+      this.set(families.size);
+    },
+  });
+}

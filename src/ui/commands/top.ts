@@ -22,6 +22,7 @@ interface TopFlags {
   count?: string;
   sort: string;
   web?: string;
+  webAllowRemote?: boolean;
 }
 
 const SORTABLE = [
@@ -55,6 +56,10 @@ export function registerTop(program: Command, out: Output): void {
     .option('--count <n>', 'stop after n refreshes')
     .option('--sort <column>', `initial sort column: ${SORTABLE.join(', ')}`, 'instance')
     .option('--web <host:port>', 'serve a live dashboard and /metrics on this loopback address')
+    .option(
+      '--web-allow-remote',
+      'let --web listen on a non-loopback address (no authentication: firewall it)',
+    )
     .addHelpText(
       'after',
       '\nThe first pool is taken as the old one and the last as the new one: the fill bar\n' +
@@ -152,6 +157,7 @@ async function runTop(targets: string[], flags: TopFlags, out: Output): Promise<
         title: 'memshift top',
         snapshot: () => topDashboardSnapshot(poller.snapshot),
         metrics,
+        allowRemote: flags.webAllowRemote === true,
       });
       process.stderr.write(
         `memshift top: dashboard on ${dashboard.url} (metrics on ${dashboard.url}metrics)\n`,
