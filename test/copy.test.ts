@@ -266,3 +266,74 @@ describe('memshift copy (real memcached)', () => {
     assert.equal(check.keys.coverage, 1);
   });
 });
+
+describe('memshift copy: expiry and filters (real memcached)', () => {
+  let source: MemcachedServer;
+  let target: MemcachedServer;
+
+  before(async () => {
+    source = await startMemcached({ memoryMb: 32 });
+    target = await startMemcached({ memoryMb: 32 });
+  });
+
+  after(async () => {
+    await Promise.all([source.stop(), target.stop()]);
+  });
+
+  it('skips and counts keys that expire before they are read; never writes them', async () => {
+    const client = new MemcachedClient(source.address);
+    // Short-lived keys, written first and never read: the coldest, copied last.
+    for (let i = 0; i < 50; i++) await client.set(`short:${i}`, 'x', { exptime: 2 });
+    for (let i = 0; i < 1000; i++) await client.set(`hot:${i}`, 'y', { exptime: 3600 });
+    for (let i = 0; i < 1000; i += 100)
+      await client.getMany(Array.from({ length: 100 }, (_, k) => `hot:${i + k}`));
+    await client.close();
+    // 1000 hot keys at 250 keys/s take at least 3.9 s: the 2-second keys are gone by then.
+    const report = await runCopy({ from: pool([source]), to: pool([target]), rate: 250, batchKeys: 50 }, {});
+    assert.equal(report.copied, 1000);
+    assert.equal(report.skipped.expired, 50);
+    assert.equal(report.skipped.vanished, 0);
+    const check = new MemcachedClient(target.address);
+    assert.equal((await check.getMany(Array.from({ length: 50 }, (_, i) => `short:${i}`))).length, 0);
+    assert.equal((await check.getMany(['hot:0', 'hot:999'])).length, 2);
+    await check.close();
+  });
+
+  it('filters by prefix, regex, size and TTL, and caps TTLs at --max-ttl', async () => {
+    const c = new MemcachedClient(source.address);
+    await c.flushAll();
+    await c.set('user:1', 'a', { exptime: 0 });
+    await c.set('user:2', Buffer.alloc(5000), { exptime: 0 });
+    await c.set('user:3', 'c', { exptime: 30 });
+    await c.set('user:4', 'd', { exptime: 5000 });
+    await c.set('session:1', 'e', { exptime: 0 });
+    await c.close();
+    const t = new MemcachedClient(target.address);
+    await t.flushAll();
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const report = await runCopy({
+      from: pool([source]),
+      to: pool([target]),
+      prefix: Buffer.from('user:'),
+      match: /^user:[1-4]$/,
+      maxSize: 1000,
+      minTtl: 60,
+      maxTtl: 600,
+    });
+    assert.equal(report.copied, 2);
+    assert.equal(report.skipped.filtered, 1);
+    assert.equal(report.skipped['too-large'], 1);
+    assert.equal(report.skipped['short-ttl'], 1);
+    const ttl = async (key: string): Promise<number | undefined> => {
+      const r = await t.mg(key, ['t']);
+      return r.code === 'HD' ? Number(r.flags[0]!.slice(1)) : undefined;
+    };
+    // No expiry and 5000 s are both capped at 600 s.
+    assert.ok((await ttl('user:1'))! <= 600 && (await ttl('user:1'))! >= 590);
+    assert.ok((await ttl('user:4'))! <= 600 && (await ttl('user:4'))! >= 590);
+    assert.equal(await ttl('user:2'), undefined);
+    assert.equal(await ttl('user:3'), undefined);
+    assert.equal(await ttl('session:1'), undefined);
+    await t.close();
+  });
+});

@@ -24,7 +24,7 @@ function sorted(keys: Buffer[]): string[] {
 
 describe('KeyList', () => {
   it('orders hottest first: fetched before never fetched, then most recent access, ties in dump order', () => {
-    const list = new KeyList();
+    const list = new KeyList({ now: 1000 });
     list.push(Buffer.from('a'), 100, false);
     list.push(Buffer.from('b'), 300, true);
     list.push(Buffer.from('c'), 200, true);
@@ -39,16 +39,22 @@ describe('KeyList', () => {
   });
 
   it('holds keys across blocks and growth, and counts what a full list refuses', () => {
-    const list = new KeyList({ maxKeys: 300_000 });
-    for (let i = 0; i < 310_000; i++)
-      list.push(Buffer.from(`key-${i}-${'x'.repeat(i % 40)}`), i, i % 2 === 0, i);
+    const now = 1_000_000;
+    const list = new KeyList({ maxKeys: 300_000, now });
+    for (let i = 0; i < 310_000; i++) {
+      const key = Buffer.from(`key-${i}-${'x'.repeat(i % 200)}`);
+      list.push(key, now - i, i % 2 === 0, i, i % 3 === 0 ? -1 : now + (i % 100));
+    }
     assert.equal(list.length, 300_000);
     assert.equal(list.overflow, 10_000);
-    for (const i of [0, 1, 4097, 123_456, 299_999]) {
-      assert.equal(list.key(i).toString(), `key-${i}-${'x'.repeat(i % 40)}`);
-      assert.equal(list.lastAccess(i), i);
+    for (let i = 0; i < 300_000; i += 997) {
+      assert.equal(list.key(i).toString(), `key-${i}-${'x'.repeat(i % 200)}`);
       assert.equal(list.fetched(i), i % 2 === 0);
       assert.ok(list.size(i) >= i && list.size(i) < i + 32);
+      // Ages are exact for 9 hours, then in 64-second steps.
+      assert.ok(list.age(i) <= i && list.age(i) > i - 64, `age ${list.age(i)} of ${i}`);
+      assert.equal(list.expiredAt(i, now + 100), i % 3 !== 0);
+      assert.equal(list.expiredAt(i, now - 1), false);
     }
   });
 });

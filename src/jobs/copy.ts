@@ -139,6 +139,8 @@ interface Prepared {
   readonly list: KeyList;
   /** Indexes into `list` in copy order; undefined: list order. */
   readonly order: Uint32Array | undefined;
+  /** The source's clock, to tell an expired key from a vanished one (none for a resumed list). */
+  readonly clock: ServerClock | undefined;
   readonly report: CopySourceReport;
 }
 
@@ -261,6 +263,7 @@ class CopyJob {
       return {
         list,
         order: undefined,
+        clock: undefined,
         report: {
           address,
           method: 'checkpoint',
@@ -276,7 +279,7 @@ class CopyJob {
       const clock = await ServerClock.of(client);
       const stats = await client.stats();
       const expected = Number(stats.get('curr_items') ?? 0);
-      const raw = new KeyList({ expected, maxKeys: this.options.maxKeys ?? 50_000_000 });
+      const raw = new KeyList({ expected, maxKeys: this.options.maxKeys ?? 50_000_000, now: clock.now() });
       const info = { method: undefined as EnumerationMethod | undefined, warnings: [] as string[] };
       const listed = await collectKeys(client, raw, (e) => this.accept(e, clock.now()), {
         info,
@@ -297,6 +300,7 @@ class CopyJob {
       return {
         list: raw,
         order,
+        clock,
         report: { address, method: info.method, warnings: info.warnings, listed, total: 0, resumedAt: 0 },
       };
     } finally {
@@ -325,7 +329,7 @@ class CopyJob {
 
   /** Works through one source's list in batches, at most `window` batches in flight. */
   private async copySource(prepared: Prepared, index: number): Promise<void> {
-    const { list, order } = prepared;
+    const { list, order, clock } = prepared;
     const address = this.options.from.servers[index]!.address;
     const source = new BatchLink(parseEndpoint(address), this.options.connection ?? {});
     const governor = new LatencyGovernor(Math.max(1, this.options.concurrency ?? 4));
@@ -345,11 +349,13 @@ class CopyJob {
         const start = next;
         let bytes = 0;
         const keys: Buffer[] = [];
+        const indexes: number[] = [];
         while (next < list.length && keys.length < batchKeys && (keys.length === 0 || bytes < batchBytes)) {
           const i = order ? order[next]! : next;
           next++;
           bytes += list.size(i);
           keys.push(list.key(i));
+          indexes.push(i);
         }
         if (this.keyRate) await this.keyRate.take(keys.length, signal);
         if (this.byteRate) await this.byteRate.take(bytes, signal);
@@ -359,7 +365,9 @@ class CopyJob {
         }
         inFlight++;
         const sentWith = inFlight;
-        void this.copyBatch(source, keys, governor, sentWith)
+        const expired = (j: number): boolean =>
+          clock !== undefined && list.expiredAt(indexes[j]!, clock.now());
+        void this.copyBatch(source, keys, governor, sentWith, expired)
           .catch((err: unknown) => {
             if (this.errors.length < 20) this.errors.push(err instanceof Error ? err.message : String(err));
           })
@@ -391,6 +399,7 @@ class CopyJob {
     keys: Buffer[],
     governor: LatencyGovernor,
     inFlight: number,
+    expired: (j: number) => boolean,
   ): Promise<void> {
     const freshness = this.options.freshness;
     const mark = freshness?.mark() ?? 0;
@@ -403,7 +412,11 @@ class CopyJob {
       throw err;
     }
     governor.observe(performance.now() - t0, keys.length, inFlight);
-    this.skip('vanished', keys.length - got.hits);
+    // A key listed but not found: expired if its listed expiry has passed, else gone (deleted, evicted).
+    if (got.hits < keys.length) {
+      for (let j = 0; j < keys.length; j++)
+        if (got.hit[j] === 0) this.skip(expired(j) ? 'expired' : 'vanished');
+    }
     const builders: (RequestBuilder | undefined)[] = new Array(this.targets.length);
     const members: number[][] = this.targets.map(() => []);
     const maxTtl = this.options.maxTtl;

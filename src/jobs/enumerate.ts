@@ -222,36 +222,65 @@ export function parseCachedumpLine(line: string, slabClass: number): MetadumpEnt
 }
 
 const BLOCK_BYTES = 1 << 22;
+/** Keys per group: a group's start offset is stored, a key's is summed from the group's lengths. */
+const GROUP = 16;
+const GROUP_BYTES_MAX = GROUP * 255;
 const SIZE_UNIT = 32;
+const NEVER = 0xffff;
+const FAR = 0xfffe;
 
 /**
- * Keys held compactly while a job works through them: key bytes packed in
- * 4 MiB blocks (no copying as the list grows), and per key a start offset,
- * length, last access, approximate item size (in 32-byte units) and a fetched
- * bit in typed arrays: about key length plus 11 bytes per key. A full list
- * refuses more keys and counts them in `overflow`.
+ * Seconds since last access as 16 bits: exact for the first 32768 s (9 h),
+ * then in 64 s steps up to about 24 days, older clamped. Hottest-first order
+ * needs fine steps only among recent keys.
+ */
+function ageCode(age: number): number {
+  if (age <= 0) return 0;
+  if (age < 32768) return age;
+  return Math.min(0xffff, 32768 + Math.floor((age - 32768) / 64));
+}
+
+function ageOf(code: number): number {
+  return code < 32768 ? code : 32768 + (code - 32768) * 64;
+}
+
+/**
+ * Keys held compactly while a job works through them, about key length plus
+ * 7.4 bytes per key: key bytes packed in 4 MiB blocks (no copying as the list
+ * grows), a start offset per 16 keys and a length per key, then 16-bit codes
+ * for age (since last access), expiry and size, and a fetched bit. Ten
+ * million 10-byte keys take about 175 MB. A full list refuses more keys and
+ * counts them in `overflow`.
  */
 export class KeyList {
   overflow = 0;
+  /** The server's unix time the ages and expiries are counted from. */
+  readonly now: number;
   private blocks: Buffer[] = [];
   private blockUsed = BLOCK_BYTES;
-  private starts: Uint32Array;
+  private groupStarts: Uint32Array;
   private lengths: Uint8Array;
-  private access: Uint32Array;
+  private ages: Uint16Array;
+  private expiries: Uint16Array;
   private sizes: Uint16Array;
   private fetchedBits: Uint8Array;
   private count = 0;
   private readonly maxKeys: number;
   private readonly maxBytes: number;
 
-  /** `expected`: how many keys are coming (the server's curr_items), to size the arrays once. */
-  constructor(limits: { maxKeys?: number; maxBytes?: number; expected?: number } = {}) {
+  /**
+   * `expected`: how many keys are coming (the server's curr_items), to size
+   * the arrays once; `now`: the server's time when listing starts.
+   */
+  constructor(limits: { maxKeys?: number; maxBytes?: number; expected?: number; now?: number } = {}) {
     this.maxKeys = limits.maxKeys ?? 50_000_000;
     this.maxBytes = Math.min(limits.maxBytes ?? 1024 * 1024 * 1024, 0xffffffff);
+    this.now = limits.now ?? 0;
     const capacity = Math.max(1024, Math.min(this.maxKeys, Math.ceil((limits.expected ?? 0) * 1.05)));
-    this.starts = new Uint32Array(capacity);
+    this.groupStarts = new Uint32Array(Math.ceil(capacity / GROUP));
     this.lengths = new Uint8Array(capacity);
-    this.access = new Uint32Array(capacity);
+    this.ages = new Uint16Array(capacity);
+    this.expiries = new Uint16Array(capacity);
     this.sizes = new Uint16Array(capacity);
     this.fetchedBits = new Uint8Array(Math.ceil(capacity / 8));
   }
@@ -264,35 +293,42 @@ export class KeyList {
   get memoryBytes(): number {
     return (
       this.blocks.length * BLOCK_BYTES +
-      this.starts.byteLength * 2 +
+      this.groupStarts.byteLength +
       this.lengths.byteLength +
-      this.sizes.byteLength +
+      this.ages.byteLength * 3 +
       this.fetchedBits.byteLength
     );
   }
 
-  /** Copies the key in; false (and counted) when the list is full. */
-  push(key: Uint8Array, lastAccess: number, fetched: boolean, size = 0): boolean {
+  /**
+   * Copies the key in; false (and counted) when the list is full. `lastAccess`
+   * and `exp` are unix times in the server's clock, `exp` -1 for never.
+   */
+  push(key: Uint8Array, lastAccess: number, fetched: boolean, size = 0, exp = -1): boolean {
+    const i = this.count;
+    // A group never straddles two blocks, so its keys sit one after the other.
+    const newBlock = i % GROUP === 0 && this.blockUsed + GROUP_BYTES_MAX > BLOCK_BYTES;
     if (
-      this.count >= this.maxKeys ||
+      i >= this.maxKeys ||
       key.length > 255 ||
-      (this.blockUsed + key.length > BLOCK_BYTES && (this.blocks.length + 1) * BLOCK_BYTES > this.maxBytes)
+      (newBlock && (this.blocks.length + 1) * BLOCK_BYTES > this.maxBytes)
     ) {
       this.overflow++;
       return false;
     }
-    if (this.blockUsed + key.length > BLOCK_BYTES) {
+    if (newBlock) {
       this.blocks.push(Buffer.allocUnsafeSlow(BLOCK_BYTES));
       this.blockUsed = 0;
     }
-    if (this.count === this.starts.length) this.grow(Math.ceil(this.count * 1.25));
-    const block = this.blocks.length - 1;
-    this.blocks[block]!.set(key, this.blockUsed);
-    const i = this.count++;
-    this.starts[i] = block * BLOCK_BYTES + this.blockUsed;
-    this.lengths[i] = key.length;
+    if (i === this.lengths.length) this.grow(Math.ceil(i * 1.25));
+    if (i % GROUP === 0)
+      this.groupStarts[i / GROUP] = (this.blocks.length - 1) * BLOCK_BYTES + this.blockUsed;
+    this.blocks[this.blocks.length - 1]!.set(key, this.blockUsed);
     this.blockUsed += key.length;
-    this.access[i] = Math.max(0, lastAccess) >>> 0;
+    this.count++;
+    this.lengths[i] = key.length;
+    this.ages[i] = ageCode(this.now - lastAccess);
+    this.expiries[i] = exp < 0 ? NEVER : Math.max(0, Math.min(FAR, exp - this.now));
     this.sizes[i] = Math.min(0xffff, Math.ceil(size / SIZE_UNIT));
     if (fetched) this.fetchedBits[i >> 3]! |= 1 << (i & 7);
     return true;
@@ -300,13 +336,22 @@ export class KeyList {
 
   /** The i-th key, a view into the list. */
   key(i: number): Buffer {
-    const start = this.starts[i]!;
+    const g = Math.floor(i / GROUP);
+    let start = this.groupStarts[g]!;
+    for (let k = g * GROUP; k < i; k++) start += this.lengths[k]!;
     const local = start % BLOCK_BYTES;
     return this.blocks[Math.floor(start / BLOCK_BYTES)]!.subarray(local, local + this.lengths[i]!);
   }
 
-  lastAccess(i: number): number {
-    return this.access[i]!;
+  /** Seconds from last access to `now` (exact up to 9 hours, in 64 s steps beyond). */
+  age(i: number): number {
+    return ageOf(this.ages[i]!);
+  }
+
+  /** Whether the key's listed expiry has passed at `serverNow` (false for never, or beyond 18 hours). */
+  expiredAt(i: number, serverNow: number): boolean {
+    const code = this.expiries[i]!;
+    return code < FAR && this.now + code <= serverNow;
   }
 
   /** The item's size as listed, rounded up to 32 bytes (0 when unknown). */
@@ -321,29 +366,16 @@ export class KeyList {
   /**
    * Indexes hottest first: keys fetched before ahead of keys never fetched
    * (written but not read yet), each group by most recent access; ties keep
-   * dump order. A counting sort over last-access seconds, coarsened when the
-   * span of seconds is very wide, so 10 million keys sort in a blink.
+   * dump order. A counting sort over the 16-bit age codes.
    */
   hottestFirst(): Uint32Array {
     const n = this.count;
     const order = new Uint32Array(n);
-    if (n === 0) return order;
-    let min = 0xffffffff;
-    let max = 0;
-    for (let i = 0; i < n; i++) {
-      const la = this.access[i]!;
-      if (la < min) min = la;
-      if (la > max) max = la;
-    }
-    let shift = 0;
-    while ((max - min) >>> shift >= 1 << 22) shift++;
-    const span = ((max - min) >>> shift) + 1;
-    const bucketOf = (i: number): number =>
-      (this.fetched(i) ? 0 : span) + ((max - this.access[i]!) >>> shift);
+    const span = 0x10000;
     const starts = new Uint32Array(2 * span + 1);
-    for (let i = 0; i < n; i++) starts[bucketOf(i) + 1]!++;
+    for (let i = 0; i < n; i++) starts[(this.fetched(i) ? 0 : span) + this.ages[i]! + 1]!++;
     for (let b = 1; b < starts.length; b++) starts[b]! += starts[b - 1]!;
-    for (let i = 0; i < n; i++) order[starts[bucketOf(i)]!++] = i;
+    for (let i = 0; i < n; i++) order[starts[(this.fetched(i) ? 0 : span) + this.ages[i]!]!++] = i;
     return order;
   }
 
@@ -359,9 +391,10 @@ export class KeyList {
       to.set(from as ArrayLike<number>);
       return to;
     };
-    this.starts = copy(this.starts, new Uint32Array(capacity));
+    this.groupStarts = copy(this.groupStarts, new Uint32Array(Math.ceil(capacity / GROUP)));
     this.lengths = copy(this.lengths, new Uint8Array(capacity));
-    this.access = copy(this.access, new Uint32Array(capacity));
+    this.ages = copy(this.ages, new Uint16Array(capacity));
+    this.expiries = copy(this.expiries, new Uint16Array(capacity));
     this.sizes = copy(this.sizes, new Uint16Array(capacity));
     this.fetchedBits = copy(this.fetchedBits, new Uint8Array(Math.ceil(capacity / 8)));
   }
@@ -405,7 +438,7 @@ export async function collectKeys(
   let seen = 0;
   const onEntry = (entry: MetadumpEntry): void => {
     seen++;
-    if (accept(entry)) list.push(entry.key, entry.la, entry.fetched, entry.size);
+    if (accept(entry)) list.push(entry.key, entry.la, entry.fetched, entry.size, entry.exp);
   };
   const methods = options.methods ?? ALL_METHODS;
   const fast = methods.filter((m) => m !== 'cachedump');

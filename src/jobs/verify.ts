@@ -136,7 +136,7 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
     options.onWarning?.(w);
   };
   const recentSeconds = options.recentSeconds ?? 3600;
-  const lists: { list: KeyList; recentSince: number }[] = [];
+  const lists: { list: KeyList; recentSeconds: number }[] = [];
   const methods: (EnumerationMethod | undefined)[] = [];
   await Promise.all(
     from.servers.map(async (server, i) => {
@@ -144,14 +144,14 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
       try {
         const clock = await ServerClock.of(client);
         const expected = Number((await client.stats()).get('curr_items') ?? 0);
-        const list = new KeyList({ expected, maxKeys: options.maxKeys ?? 50_000_000 });
+        const list = new KeyList({ expected, maxKeys: options.maxKeys ?? 50_000_000, now: clock.now() });
         const info = { method: undefined as EnumerationMethod | undefined, warnings: [] as string[] };
         await collectKeys(client, list, undefined, { info, onWarning });
         if (list.overflow > 0) {
           onWarning(`${server.address}: ${list.overflow} keys beyond the in-memory cap were not verified`);
         }
         methods[i] = info.method;
-        lists[i] = { list, recentSince: clock.now() - recentSeconds };
+        lists[i] = { list, recentSeconds };
       } finally {
         await client.close();
       }
@@ -164,7 +164,7 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
   const perTarget: Counts[] = to.servers.map(() => ({ keys: 0, present: 0, bytes: 0, bytesPresent: 0 }));
   try {
     await Promise.all(
-      lists.map(async ({ list, recentSince }, i) => {
+      lists.map(async ({ list }, i) => {
         const share = grand === 0 ? 0 : Math.min(list.length, (sample * list.length) / grand);
         const stride = share <= 0 ? Infinity : list.length / share;
         const source = new BatchLink(parseEndpoint(from.servers[i]!.address), options.connection ?? {});
@@ -172,7 +172,7 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
           await verifySource(
             options,
             list,
-            recentSince,
+            recentSeconds,
             stride,
             source,
             targets,
@@ -287,7 +287,7 @@ function breakdown(address: string, role: 'source' | 'target', c: Counts): Serve
 async function verifySource(
   options: VerifyOptions,
   list: KeyList,
-  recentSince: number,
+  recentSeconds: number,
   stride: number,
   source: BatchLink,
   targets: BatchLink[],
@@ -314,7 +314,7 @@ async function verifySource(
         sampled[i - start] = 1;
         nextSample += stride;
       }
-      if (list.lastAccess(i) >= recentSince) recent[i - start] = 1;
+      if (list.age(i) <= recentSeconds) recent[i - start] = 1;
     }
     inFlight++;
     void (async () => {
