@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { TopPoller, type InstanceUp, type TopSnapshot } from '../src/jobs/top.js';
 import { MemcachedClient } from '../src/net/client.js';
@@ -124,7 +125,11 @@ describe('top poller', () => {
       );
       server.process.kill('SIGCONT');
       let back = false;
-      for (let i = 0; i < 50 && !back; i++) back = (await poller.poll()).pools[0]?.up === 2;
+      // Polls come an interval apart, as in top; a redial in backoff fails fast meanwhile.
+      for (let i = 0; i < 50 && !back; i++) {
+        await sleep(100);
+        back = (await poller.poll()).pools[0]?.up === 2;
+      }
       assert.ok(back, 'the instance came back up');
     } finally {
       poller.close();
