@@ -113,6 +113,8 @@ describe('dashboard', () => {
     assert.deepEqual(await (await fetch(`${dashboard.url}snapshot.json`)).json(), state);
     const html = await (await fetch(dashboard.url)).text();
     assert.match(html, /<title>mirror &#60;test&#62;<\/title>/);
+    assert.match(html, /<h1>mirror &#60;test&#62;<\/h1>/);
+    assert.doesNotMatch(html, /%TITLE%/);
     const js = await fetch(`${dashboard.url}uPlot.iife.min.js`);
     assert.equal(js.status, 200);
     assert.match(await js.text(), /uPlot/);

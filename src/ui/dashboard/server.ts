@@ -100,7 +100,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     readFile(join(UPLOT_DIR, 'uPlot.iife.min.js')),
     readFile(join(UPLOT_DIR, 'uPlot.min.css')),
   ]);
-  const html = PAGE_HTML.replace('%TITLE%', escapeHtml(options.title));
+  const html = PAGE_HTML.replaceAll('%TITLE%', escapeHtml(options.title));
 
   // History as a ring: a fixed array and a start index, so no shifting.
   const history: (string | undefined)[] = new Array<string | undefined>(HISTORY_LIMIT);
