@@ -17,10 +17,11 @@ import { CapturePipeline, type CaptureCounters } from '../capture/pipeline.js';
 import type { CloseReason, Direction, Flow, FlowListener } from '../capture/tcp-reassembly.js';
 import { startTcpdump, type TcpdumpCapture, type TcpdumpStats } from '../capture/tcpdump.js';
 import { OperationExtractor } from '../ops/extractor.js';
+import { runCopy, type CopyOptions, type CopyProgress, type CopyReport } from './copy.js';
 import type { Operation } from '../ops/operation.js';
 import { MemshiftError } from '../protocol/errors.js';
 import { Replayer, type ReplayerOptions } from '../replay/replayer.js';
-import type { Pool } from '../topology/pool.js';
+import { parsePoolSpec, type Pool } from '../topology/pool.js';
 
 const STOP_GRACE_MS = 1200;
 
@@ -33,6 +34,16 @@ export interface MirrorRoute {
 }
 
 export type ReplayTuning = Omit<ReplayerOptions, 'target' | 'mapped' | 'source'>;
+
+/** Copy settings for `--backfill` (source, target and freshness come from the route). */
+export type BackfillOptions = Omit<CopyOptions, 'from' | 'to' | 'freshness' | 'signal'>;
+
+export interface BackfillState {
+  readonly sourcePort: number;
+  progress: CopyProgress | undefined;
+  report: CopyReport | undefined;
+  error: string | undefined;
+}
 
 export interface MirrorOptions {
   readonly routes: readonly MirrorRoute[];
@@ -53,6 +64,12 @@ export interface MirrorOptions {
   readonly drainMs: number;
   readonly tcpdumpPath?: string | undefined;
   readonly tcpdumpBufferKiB?: number | undefined;
+  /**
+   * Copy what each source already holds while mirroring runs (live capture
+   * only). Mirroring guards the copy: a key mutated after the copy read it is
+   * not written, so nothing stale lands and nothing deleted comes back.
+   */
+  readonly backfill?: BackfillOptions | undefined;
 }
 
 export interface MirrorSummary {
@@ -64,6 +81,7 @@ export interface MirrorSummary {
   /** Flows of memshift's own connections to the source, left out. */
   readonly ownFlowsSkipped: number;
   readonly routes: { sourcePort: number; target: string; replay: ReturnType<Replayer['status']> }[];
+  readonly backfill: BackfillState[] | undefined;
   readonly drained: boolean;
   readonly error: string | undefined;
 }
@@ -94,6 +112,9 @@ export class MirrorJob {
   private drained = false;
   private failure: MemshiftError | undefined;
   private resolveDone: (summary: MirrorSummary) => void = () => {};
+  private readonly backfills: BackfillState[] = [];
+  private backfillRuns: Promise<unknown>[] = [];
+  private readonly backfillAbort = new AbortController();
 
   constructor(options: MirrorOptions) {
     if (options.routes.length === 0)
@@ -134,6 +155,7 @@ export class MirrorJob {
       );
     } else {
       await this.startLive();
+      if (this.options.backfill) this.startBackfill(this.options.backfill);
     }
     if (this.options.durationMs !== undefined) {
       const timer = setTimeout(() => void this.stop(), this.options.durationMs);
@@ -160,6 +182,7 @@ export class MirrorJob {
       kernel: this.tcpdump ? { ...this.tcpdump.stats } : undefined,
       operations: { ...this.extractor.counters },
       ownFlowsSkipped: this.ownFlowsSkipped,
+      backfill: this.options.backfill ? this.backfills : undefined,
       routes: [...this.replayers].map(([port, replayer]) => ({
         sourcePort: port,
         target: replayer.targetName,
@@ -199,6 +222,34 @@ export class MirrorJob {
       return this.finish(tcpdump.error);
     });
     await tcpdump.ready;
+  }
+
+  /** One copy per route, from its source server into its pool, guarded by that route's replayer. */
+  private startBackfill(options: BackfillOptions): void {
+    for (const route of this.options.routes) {
+      const state: BackfillState = {
+        sourcePort: route.sourcePort,
+        progress: undefined,
+        report: undefined,
+        error: undefined,
+      };
+      this.backfills.push(state);
+      const address = formatHostPort(this.options.sourceHost, route.sourcePort);
+      const run = runCopy(
+        {
+          ...options,
+          from: parsePoolSpec(address, 'modula', { name: address, where: '--backfill' }),
+          to: route.target,
+          freshness: this.replayers.get(route.sourcePort) as Replayer,
+          signal: this.backfillAbort.signal,
+        },
+        { onProgress: (progress) => (state.progress = progress) },
+      ).then(
+        (report) => (state.report = report),
+        (err: unknown) => (state.error = err instanceof Error ? err.message : String(err)),
+      );
+      this.backfillRuns.push(run);
+    }
   }
 
   private async readFile(file: string): Promise<void> {
@@ -257,6 +308,8 @@ export class MirrorJob {
       this.failure =
         err instanceof MemshiftError ? err : new MemshiftError('MEMSHIFT_ERR_CAPTURE', String(err));
     }
+    this.backfillAbort.abort();
+    await Promise.all(this.backfillRuns);
     this.pipeline.flows.closeAll('end');
     const drains = await Promise.all([...this.replayers.values()].map((r) => r.drain(this.options.drainMs)));
     this.drained = drains.every(Boolean);

@@ -30,6 +30,7 @@ export interface RigOptions {
   readonly sourceArgs?: string[];
   readonly mapped?: boolean;
   readonly replay?: Partial<MirrorOptions['replay']>;
+  readonly backfill?: MirrorOptions['backfill'];
   /** Runs after the source started and before capture starts (connections opened before capture). */
   readonly beforeCapture?: (source: MemcachedServer) => Promise<void>;
 }
@@ -50,6 +51,7 @@ export async function mirrorRig(options: RigOptions = {}): Promise<MirrorRig> {
     interface: 'lo',
     excludeClients: [],
     drainMs: 10_000,
+    backfill: options.backfill,
     replay: {
       fill: true,
       fillWindowMs: 60_000,

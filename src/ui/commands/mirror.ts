@@ -36,6 +36,9 @@ interface MirrorFlags {
   log?: string;
   maxQueue: string;
   maxRemembered: string;
+  backfill?: boolean;
+  backfillRate?: string;
+  backfillMaxTtl?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -79,6 +82,15 @@ export function registerMirror(program: Command, out: Output): void {
       '100000',
     )
     .option('--max-remembered <n>', 'dropped keys remembered for invalidation per route', '1000000')
+    .option(
+      '--backfill',
+      'also copy what the source already holds, hottest first, guarded by the live mirror',
+    )
+    .option('--backfill-rate <n>', 'with --backfill: at most n keys per second')
+    .option(
+      '--backfill-max-ttl <seconds>',
+      'with --backfill: cap the TTL written (keys without expiry get it too)',
+    )
     .option('--json', 'print the summary at exit as JSON')
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
     .addHelpText(
@@ -101,6 +113,16 @@ export function registerMirror(program: Command, out: Output): void {
         durationMs:
           flags.duration === undefined ? undefined : number('--duration', flags.duration, 0.001) * 1000,
         drainMs: number('--drain', flags.drain, 0) * 1000,
+        backfill: flags.backfill
+          ? {
+              ...(flags.backfillRate === undefined
+                ? {}
+                : { rate: number('--backfill-rate', flags.backfillRate, 1) }),
+              ...(flags.backfillMaxTtl === undefined
+                ? {}
+                : { maxTtl: number('--backfill-max-ttl', flags.backfillMaxTtl, 1) }),
+            }
+          : undefined,
         replay: {
           fill: flags.fill,
           fillWindowMs: number('--fill-window', flags.fillWindow, 0) * 1000,
@@ -283,9 +305,21 @@ class StatusLine {
       `mirror ${Math.round(s.seconds)}s | requests ${rate((requests - prev.requests) / dt)}/s` +
       ` | applied ${rate((applied - prev.applied) / dt)}/s | dropped ${dropped}` +
       ` | lag p99 ${lag.toFixed(1)} ms | flows ${s.capture.flows.flowsOpened - s.capture.flows.flowsClosed}` +
-      ` | kernel drops ${s.kernel?.droppedByKernel ?? 0}`
+      ` | kernel drops ${s.kernel?.droppedByKernel ?? 0}` +
+      (s.backfill ? ` | backfill ${backfillLine(s)}` : '')
     );
   }
+}
+
+function backfillLine(s: MirrorSummary): string {
+  let done = 0;
+  let total = 0;
+  for (const b of s.backfill ?? []) {
+    done += b.report?.done ?? b.progress?.done ?? 0;
+    total += b.report?.total ?? b.progress?.total ?? 0;
+  }
+  const finished = (s.backfill ?? []).every((b) => b.report !== undefined || b.error !== undefined);
+  return finished ? `done (${done} keys)` : `${done}/${total} keys`;
 }
 
 function rate(n: number): string {
