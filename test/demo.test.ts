@@ -1,52 +1,92 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const BIN = fileURLToPath(new URL('../../bin/memshift.js', import.meta.url));
 
-/** Processes whose command line mentions `needle`, other than this test's own. */
-function processesMatching(needle: string): string[] {
+/** memcached and tcpdump processes running now. */
+function helperProcesses(): string[] {
   const ps = spawnSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
-  return ps.stdout.split('\n').filter((line) => line.includes(needle) && !line.includes('ps -eo'));
+  return ps.stdout.split('\n').filter((line) => /\b(memcached|tcpdump)\b/.test(line));
 }
 
-describe('memshift demo', () => {
-  it('runs a whole migration on local instances, warms the new pool, and leaves nothing running', async () => {
-    const child = spawn(
-      process.execPath,
-      [BIN, 'demo', '--warmup', '2', '--duration', '4', '--keys', '2000', '--rate', '1500', '--json'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-    assert.equal(code, 0, stderr);
-    const report = JSON.parse(stdout) as {
-      oldPool: string[];
-      newPool: string[];
-      samples: { phase: string; newWouldHit?: number; oldHitRatio?: number }[];
-      mirror: { routes: { replay: { applied: number; dropped: number } }[] };
-      application: { reads: number; errors: number };
-    };
-    assert.equal(report.oldPool.length, 2);
-    assert.equal(report.newPool.length, 3);
-    assert.equal(report.samples.filter((s) => s.phase === 'warm-up').length, 2);
-    const mirrored = report.samples.filter((s) => s.phase === 'mirror');
-    assert.equal(mirrored.length, 4);
-    assert.ok((mirrored[mirrored.length - 1]?.newWouldHit ?? 0) > 0.3, 'the new pool warmed');
-    assert.ok(report.mirror.routes.every((r) => r.replay.applied > 0 && r.replay.dropped === 0));
-    assert.equal(report.application.errors, 0);
-    // Every memcached and tcpdump the demo started is gone.
-    for (const address of [...report.oldPool, ...report.newPool]) {
-      const port = address.split(':').pop() ?? '';
-      assert.deepEqual(processesMatching(`-p ${port} `), [], `memcached on ${address} still running`);
-    }
-    for (const address of report.oldPool) {
-      const port = address.split(':').pop() ?? '';
-      assert.deepEqual(processesMatching(`port ${port}`), [], `tcpdump for ${address} still running`);
+interface Result {
+  strategy: string;
+  before: number;
+  start: number;
+  firstSecond: number;
+  after: number[];
+  window: number[];
+  databaseReads: number;
+  bytesCopied: number;
+  verify?: { coverage: number };
+}
+
+describe('memshift demo (the migration scenario)', () => {
+  it('runs every strategy, reports each, and leaves nothing running', async () => {
+    const running = new Set(helperProcesses());
+    const out = mkdtempSync(join(tmpdir(), 'memshift-demo-'));
+    try {
+      const child = spawn(
+        process.execPath,
+        [
+          BIN,
+          'demo',
+          '--warmup',
+          '2',
+          '--window',
+          '3',
+          '--after',
+          '3',
+          '--keys',
+          '4000',
+          '--rate',
+          '1500',
+          '--json',
+          '--out',
+          out,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      assert.equal(code, 0, stderr);
+      const report = JSON.parse(stdout) as { results: Result[] };
+      const by = new Map(report.results.map((r) => [r.strategy, r]));
+      assert.deepEqual([...by.keys()], ['big-bang', 'instance-by-instance', 'mirror', 'mirror+backfill']);
+      for (const r of report.results) {
+        assert.equal(r.after.length, 3, r.strategy);
+        assert.ok(r.before > 0.8, `${r.strategy}: warmed old pool, ${r.before}`);
+      }
+      const bigBang = by.get('big-bang')!;
+      assert.ok(bigBang.start < 0.01, `big bang starts cold: ${bigBang.start}`);
+      assert.ok(bigBang.databaseReads > 0);
+      const backfill = by.get('mirror+backfill')!;
+      assert.ok(
+        backfill.firstSecond >= backfill.before * 0.99,
+        `${backfill.firstSecond} vs ${backfill.before}`,
+      );
+      assert.ok(backfill.bytesCopied > 0);
+      assert.ok((backfill.verify?.coverage ?? 0) > 0.99);
+      assert.ok(by.get('mirror')!.start > bigBang.start);
+      assert.ok(existsSync(join(out, 'report.txt')));
+      assert.match(readFileSync(join(out, 'hit-ratio.svg'), 'utf8'), /^<svg[^]*mirror\+backfill[^]*<\/svg>$/);
+      const table = readFileSync(join(out, 'report.txt'), 'utf8').trim().split('\n');
+      assert.equal(table.length, 5);
+      // Every memcached and tcpdump the demo started is gone.
+      assert.deepEqual(
+        helperProcesses().filter((p) => !running.has(p)),
+        [],
+      );
+    } finally {
+      rmSync(out, { recursive: true, force: true });
     }
   });
 });

@@ -66,7 +66,7 @@ export class MemcachedClient {
 
   constructor(address: string | Endpoint, options: Partial<ClientOptions> = {}) {
     this.endpoint = typeof address === 'string' ? parseEndpoint(address) : address;
-    this.options = { ...DEFAULT_CONNECTION_OPTIONS, connections: 1, dumpReadAhead: 4096, ...options };
+    this.options = { ...DEFAULT_CONNECTION_OPTIONS, connections: 1, dumpReadAhead: 262_144, ...options };
     const size = Math.max(1, Math.floor(this.options.connections));
     this.pool = Array.from({ length: size }, () => new Connection(this.endpoint, this.options));
   }
@@ -262,7 +262,10 @@ export class MemcachedClient {
    * Streams `lru_crawler metadump <mode>` on a connection of its own (the
    * server refuses other commands pipelined with a dump and ignores what
    * follows it). Reading pauses while `dumpReadAhead` entries wait for the
-   * consumer, so memory stays bounded however many keys the server holds.
+   * consumer, so memory stays bounded however many keys the server holds;
+   * but a paused dump holds the server's LRU crawler, which can stall other
+   * clients' requests on that server. Consume entries without I/O per entry
+   * (collect, sample, count) and do slow work after the dump ends.
    */
   async *metadump(mode: MetadumpMode | number = 'hash'): AsyncGenerator<MetadumpEntry> {
     const conn = new Connection(this.endpoint, { ...this.options, maxPending: 1 });

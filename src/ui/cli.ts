@@ -1,10 +1,14 @@
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { MemshiftError } from '../protocol/errors.js';
+import { registerCopy } from './commands/copy.js';
 import { registerDemo } from './commands/demo.js';
+import { registerDump } from './commands/dump.js';
 import { registerMirror } from './commands/mirror.js';
 import { registerPlan } from './commands/plan.js';
 import { registerStats } from './commands/stats.js';
+import { registerTop } from './commands/top.js';
+import { registerVerify } from './commands/verify.js';
 import type { Output } from './options.js';
 
 const { version } = createRequire(import.meta.url)('../../../package.json') as { version: string };
@@ -26,8 +30,12 @@ export async function main(
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
   registerStats(program, out);
+  registerTop(program, out);
+  registerDump(program, out);
   registerPlan(program, out);
   registerMirror(program, out);
+  registerCopy(program, out);
+  registerVerify(program, out);
   registerDemo(program, out);
   try {
     await program.parseAsync(argv, { from: 'user' });

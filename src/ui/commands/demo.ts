@@ -1,55 +1,71 @@
 /**
- * `memshift demo`: a whole migration on local memcached instances, shown as
- * it happens (see src/jobs/demo.ts).
+ * `memshift demo`: the migration scenario (src/jobs/scenario.ts) on local
+ * memcached instances: every strategy in turn, the hit ratio after cut-over
+ * for each, a table and a plot written next to it.
  */
 import type { Command } from 'commander';
-import { DEFAULT_DEMO, runDemo, type DemoReport, type DemoSample } from '../../jobs/demo.js';
-import { DEFAULT_WORKLOAD } from '../../jobs/workload.js';
-import { formatRatio } from '../format.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  DEFAULT_SCENARIO,
+  STRATEGIES,
+  runScenario,
+  type ScenarioReport,
+  type Strategy,
+} from '../../jobs/scenario.js';
+import { formatBytes, formatRatio, formatTable } from '../format.js';
 import { UsageError, type Output } from '../options.js';
+import { hitRatioSvg } from '../plot.js';
 
 interface DemoFlags {
   old: string;
   new: string;
   hash: string;
-  warmup: string;
-  duration: string;
   keys: string;
   rate: string;
   skew: string;
+  warmup: string;
+  window: string;
+  after: string;
+  strategies: string;
+  out: string;
   json?: boolean;
 }
 
 export function registerDemo(program: Command, out: Output): void {
+  const d = DEFAULT_SCENARIO;
   program
     .command('demo')
-    .description(
-      'a whole migration on local memcached instances: mirror an old pool into a new one and watch it warm',
-    )
-    .option('--old <n>', 'memcached instances in the old pool', String(DEFAULT_DEMO.oldServers))
-    .option('--new <n>', 'memcached instances in the new pool', String(DEFAULT_DEMO.newServers))
-    .option('--hash <name>', "the application's client hashing", DEFAULT_DEMO.hash)
+    .description('a whole migration on local memcached instances, every strategy side by side')
+    .option('--old <n>', 'memcached instances in the old pool', String(d.oldServers))
+    .option('--new <n>', 'memcached instances in the new pool', String(d.newServers))
+    .option('--hash <name>', "the application's client hashing", d.hash)
+    .option('--keys <n>', 'distinct keys the application uses', String(d.workload.keys))
+    .option('--rate <n>', 'application requests per second', String(d.workload.rate))
+    .option('--skew <s>', 'Zipf skew of key popularity', String(d.workload.skew))
+    .option('--warmup <seconds>', 'seconds on the old pool before the migration', String(d.warmupSeconds))
     .option(
-      '--warmup <seconds>',
-      'seconds the application runs before mirroring starts',
-      String(DEFAULT_DEMO.warmupSeconds),
+      '--window <seconds>',
+      'seconds of migration before cut-over (mirror window, steps)',
+      String(d.windowSeconds),
     )
-    .option('--duration <seconds>', 'seconds of mirroring', String(DEFAULT_DEMO.mirrorSeconds))
-    .option('--keys <n>', 'distinct keys the application uses', String(DEFAULT_WORKLOAD.keys))
-    .option('--rate <n>', 'application requests per second', String(DEFAULT_WORKLOAD.rate))
-    .option('--skew <s>', 'Zipf skew of key popularity', String(DEFAULT_WORKLOAD.skew))
-    .option('--json', 'print the report as JSON instead of a live table')
+    .option('--after <seconds>', 'seconds measured after cut-over', String(d.afterSeconds))
+    .option('--strategies <list>', `comma-separated, from ${STRATEGIES.join(', ')}`, STRATEGIES.join(','))
+    .option('--out <dir>', 'where the report (table, JSON, SVG plot) is written', 'memshift-demo')
+    .option('--json', 'print the report as JSON')
     .addHelpText('after', '\nNeeds memcached and tcpdump, and the right to capture on lo (root).')
     .action(async (flags: DemoFlags) => {
       const options = {
-        ...DEFAULT_DEMO,
+        ...d,
         oldServers: whole('--old', flags.old, 1, 16),
         newServers: whole('--new', flags.new, 1, 16),
         hash: flags.hash,
-        warmupSeconds: whole('--warmup', flags.warmup, 0, 3600),
-        mirrorSeconds: whole('--duration', flags.duration, 1, 3600),
+        warmupSeconds: whole('--warmup', flags.warmup, 1, 3600),
+        windowSeconds: whole('--window', flags.window, 1, 3600),
+        afterSeconds: whole('--after', flags.after, 1, 3600),
+        strategies: strategies(flags.strategies),
         workload: {
-          ...DEFAULT_WORKLOAD,
+          ...d.workload,
           keys: whole('--keys', flags.keys, 1, 10_000_000),
           rate: whole('--rate', flags.rate, 1, 1_000_000),
           skew: positive('--skew', flags.skew),
@@ -57,15 +73,85 @@ export function registerDemo(program: Command, out: Output): void {
       };
       if (!flags.json) {
         out.write(
-          `Old pool: ${options.oldServers} memcached, new pool: ${options.newServers} (${options.hash}), ` +
-            `application: ${options.workload.keys} keys, ${options.workload.rate} requests/s.\n` +
-            `${options.warmupSeconds} s on the old pool alone, then ${options.mirrorSeconds} s of memshift mirror.\n\n` +
-            ' TIME  PHASE    APP HIT (OLD)  NEW POOL WOULD HIT             MIRRORED/S',
+          `Old pool: ${options.oldServers} memcached, new pool: ${options.newServers} (${options.hash}). ` +
+            `Application: ${options.workload.keys} keys (Zipf ${options.workload.skew}), ` +
+            `${options.workload.rate} requests/s, cache-aside over a simulated database.\n` +
+            `Each strategy: ${options.warmupSeconds} s on the old pool, ${options.windowSeconds} s of migration, ` +
+            `cut-over, ${options.afterSeconds} s measured.\n`,
         );
       }
-      const report = await runDemo(options, flags.json ? undefined : (s) => out.write(sampleLine(s)));
-      out.write(flags.json ? JSON.stringify(report, null, 2) : conclusion(report));
+      const report = await runScenario(options, {
+        onResult: (r) => {
+          if (flags.json) return;
+          const window = r.window.length ? `  before cut-over: ${r.window.map(pct).join(' ')}` : '';
+          out.write(`${r.strategy.padEnd(21)} after cut-over: ${r.after.map(pct).join(' ')}${window}`);
+        },
+      });
+      const dir = resolve(flags.out);
+      mkdirSync(dir, { recursive: true });
+      const table = renderScenario(report);
+      writeFileSync(join(dir, 'report.txt'), `${table}\n`);
+      writeFileSync(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+      writeFileSync(join(dir, 'hit-ratio.svg'), plot(report));
+      out.write(
+        flags.json
+          ? JSON.stringify(report, null, 2)
+          : `\n${table}\n\nwritten: ${join(dir, 'report.txt')}, report.json, hit-ratio.svg`,
+      );
     });
+}
+
+function pct(ratio: number): string {
+  return `${Math.round(ratio * 100)}%`;
+}
+
+export function renderScenario(report: ScenarioReport): string {
+  const after = report.options.afterSeconds;
+  const header = [
+    'STRATEGY',
+    'BEFORE',
+    'FIRST SECOND',
+    after >= 60 ? 'FIRST MINUTE' : `FIRST ${after} S`,
+    'BACK WITHIN 1%',
+    'DB READS',
+    'COPIED',
+    'VERIFY SAID (KEYS / RECENT)',
+  ];
+  const rows = report.results.map((r) => [
+    r.strategy,
+    formatRatio(r.before),
+    formatRatio(r.firstSecond),
+    formatRatio(r.firstMinute),
+    r.recoverySeconds === undefined ? `not in ${after} s` : `${r.recoverySeconds} s`,
+    String(r.databaseReads),
+    formatBytes(r.bytesCopied),
+    r.verify ? `${formatRatio(r.verify.coverage)} / ${formatRatio(r.verify.recentCoverage)}` : '-',
+  ]);
+  return formatTable(header, rows, [false, true, true, true, true, true, true, false]);
+}
+
+function plot(report: ScenarioReport): string {
+  return hitRatioSvg(
+    'Hit ratio around cut-over, by migration strategy',
+    report.results.map((r) => ({
+      name: r.strategy,
+      points: [
+        ...r.window.map((v, i): [number, number] => [i - r.window.length + 1 - 1, v]),
+        [0, r.start],
+        ...r.after.map((v, i): [number, number] => [i + 1, v]),
+      ],
+    })),
+  );
+}
+
+function strategies(text: string): Strategy[] {
+  const list = text.split(',').map((s) => s.trim());
+  for (const s of list) {
+    if (!(STRATEGIES as readonly string[]).includes(s)) {
+      throw new UsageError(`--strategies: unknown strategy "${s}" (choose from ${STRATEGIES.join(', ')})`);
+    }
+  }
+  return list as Strategy[];
 }
 
 function whole(option: string, text: string, min: number, max: number): number {
@@ -81,44 +167,4 @@ function positive(option: string, text: string): number {
   if (!Number.isFinite(value) || value <= 0)
     throw new UsageError(`${option} must be a number above 0, got "${text}"`);
   return value;
-}
-
-function bar(ratio: number, width = 20): string {
-  const full = Math.round(Math.max(0, Math.min(1, ratio)) * width);
-  return '█'.repeat(full) + '░'.repeat(width - full);
-}
-
-function sampleLine(s: DemoSample): string {
-  const would =
-    s.newWouldHit === undefined
-      ? '-'.padEnd(30)
-      : `${bar(s.newWouldHit)} ${formatRatio(s.newWouldHit).padStart(6)}   `;
-  return (
-    `${String(s.second).padStart(4)}s  ${s.phase.padEnd(7)}  ${formatRatio(s.oldHitRatio).padStart(13)}  ` +
-    `${would}  ${s.phase === 'mirror' ? s.mirroredApplied : '-'}`
-  );
-}
-
-function conclusion(report: DemoReport): string {
-  const last = report.samples[report.samples.length - 1];
-  const m = report.mirror;
-  const lines = ['', `old pool ${report.oldPool.join(', ')} -> new pool ${report.newPool.join(', ')}`];
-  if (m) {
-    const applied = m.routes.reduce((n, r) => n + r.replay.applied, 0);
-    const fills = m.routes.reduce((n, r) => n + r.replay.fills.applied, 0);
-    const dropped = m.routes.reduce((n, r) => n + r.replay.dropped, 0);
-    lines.push(
-      `memshift mirror saw ${m.operations.requests} requests on ${m.capture.flows.flowsOpened} connections, ` +
-        `applied ${applied} writes to the new pool (${fills} of them fills from reads), dropped ${dropped}.`,
-    );
-  }
-  if (last?.newWouldHit !== undefined && last.oldHitRatio !== undefined) {
-    lines.push(
-      `After ${report.samples.filter((s) => s.phase === 'mirror').length} s of mirroring, switching now would give ` +
-        `${formatRatio(last.newWouldHit)} hits on the new pool against ${formatRatio(last.oldHitRatio)} on the old one ` +
-        '(big bang: 0%).',
-      'Keys not requested while mirroring stay cold: `memshift copy` backfills them.',
-    );
-  }
-  return lines.join('\n');
 }
