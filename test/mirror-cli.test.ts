@@ -45,6 +45,63 @@ describe('memshift mirror on the command line', () => {
     }
   });
 
+  it('serves a dashboard and Prometheus metrics whose numbers are the mirror counters', async () => {
+    const source = await startMemcached();
+    const target = await startMemcached();
+    try {
+      const child = spawn(
+        process.execPath,
+        [
+          BIN,
+          'mirror',
+          '-i',
+          'lo',
+          '--port',
+          String(source.port),
+          '--to',
+          target.address,
+          '--web',
+          '127.0.0.1:0',
+          '--json',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      let url: string | undefined;
+      for (let i = 0; i < 100 && !url; i++) {
+        url = /dashboard on (http:\/\/\S+\/)/.exec(stderr)?.[1];
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.ok(url, stderr);
+      const client = new MemcachedClient(source.address);
+      for (let i = 0; i < 200; i++) await client.set(`web:${i}`, 'v');
+      await client.close();
+      type Snap = { counters: Record<string, number> };
+      let snap: Snap = { counters: {} };
+      for (let i = 0; i < 100 && (snap.counters['operations/applied'] ?? 0) < 200; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        snap = (await (await fetch(`${url}snapshot.json`)).json()) as Snap;
+      }
+      assert.equal(snap.counters['operations/applied'], 200);
+      const metrics = await (await fetch(`${url}metrics`)).text();
+      assert.match(metrics, /^# TYPE memshift_mirror_operations_total counter$/m);
+      assert.match(metrics, /^memshift_mirror_operations_total\{series="applied"\} 200$/m);
+      const page = await (await fetch(url)).text();
+      assert.match(page, /memshift mirror/);
+      child.kill('SIGINT');
+      assert.equal(await exited, 0, stderr);
+      const summary = JSON.parse(stdout) as { routes: { replay: { applied: number } }[] };
+      assert.equal(summary.routes[0]!.replay.applied, 200);
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
   it('says what to install when tcpdump is missing, in one line', () => {
     const run = spawnSync(process.execPath, [BIN, 'mirror', '--port', '11211', '--to', '127.0.0.1:11311'], {
       encoding: 'utf8',

@@ -7,6 +7,8 @@ import type { Command } from 'commander';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
 import { MirrorJob, type MirrorRoute, type MirrorSummary } from '../../jobs/mirror.js';
+import { startDashboard, type Dashboard, type DashboardSnapshot } from '../dashboard/server.js';
+import { createMetricsRegistry, registerSnapshotMetrics } from '../metrics.js';
 import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
 import { formatTable } from '../format.js';
 import { UsageError, type Output } from '../options.js';
@@ -39,6 +41,8 @@ interface MirrorFlags {
   backfill?: boolean;
   backfillRate?: string;
   backfillMaxTtl?: string;
+  web?: string;
+  webAllowRemote?: boolean;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -90,6 +94,11 @@ export function registerMirror(program: Command, out: Output): void {
     .option(
       '--backfill-max-ttl <seconds>',
       'with --backfill: cap the TTL written (keys without expiry get it too)',
+    )
+    .option('--web <host:port>', 'serve a live dashboard and Prometheus /metrics on this loopback address')
+    .option(
+      '--web-allow-remote',
+      'let --web listen on a non-loopback address (no authentication: firewall it)',
     )
     .option('--json', 'print the summary at exit as JSON')
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
@@ -146,8 +155,25 @@ export function registerMirror(program: Command, out: Output): void {
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       const status = new StatusLine(job, log);
+      let dashboard: Dashboard | undefined;
       try {
         await job.start();
+        if (flags.web !== undefined) {
+          const metrics = createMetricsRegistry();
+          const snapshot = (): DashboardSnapshot => mirrorSnapshot(job.summary());
+          registerSnapshotMetrics(metrics, 'mirror', snapshot);
+          dashboard = await startDashboard({
+            listen: flags.web,
+            title: 'memshift mirror',
+            snapshot,
+            metrics,
+            allowRemote: flags.webAllowRemote === true,
+          });
+          process.stderr.write(
+            `memshift mirror: dashboard on ${dashboard.url} (metrics on ${dashboard.url}metrics)\n`,
+          );
+          log?.({ event: 'web', url: dashboard.url });
+        }
         status.start();
         const summary = await job.done;
         status.stop();
@@ -161,6 +187,7 @@ export function registerMirror(program: Command, out: Output): void {
         }
       } finally {
         status.stop();
+        await dashboard?.close();
         process.removeListener('SIGINT', onSignal);
         process.removeListener('SIGTERM', onSignal);
         await log?.close();
@@ -324,6 +351,44 @@ function backfillLine(s: MirrorSummary): string {
 
 function rate(n: number): string {
   return n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : String(Math.round(n));
+}
+
+/**
+ * The mirror's figures for the dashboard and /metrics: `group/series` names
+ * put series on one chart; counters are charted per second.
+ */
+export function mirrorSnapshot(s: MirrorSummary): DashboardSnapshot {
+  const counters: Record<string, number> = {
+    'capture/packets': s.capture.flows.packets,
+    'capture/requests': s.operations.requests,
+  };
+  const gauges: Record<string, number> = {
+    'kernel drops/packets': s.kernel?.droppedByKernel ?? 0,
+    'connections/open': s.capture.flows.flowsOpened - s.capture.flows.flowsClosed,
+  };
+  const progress: Record<string, { done: number; total: number }> = {};
+  for (const r of s.routes) {
+    const port = `:${r.sourcePort}`;
+    const add = (name: string, value: number): void => {
+      counters[name] = (counters[name] ?? 0) + value;
+    };
+    add(`operations/seen`, r.replay.seen);
+    add(`operations/applied`, r.replay.applied);
+    add(`operations/dropped`, r.replay.dropped);
+    add(`operations/failed`, r.replay.failed);
+    add(`operations/invalidated`, r.replay.invalidated);
+    add(`fills/applied`, r.replay.fills.applied);
+    for (const [reason, n] of Object.entries(r.replay.skipped)) add(`skipped/${reason}`, n);
+    gauges[`lag seconds/p50 ${port}`] = r.replay.lag.p50 / 1000;
+    gauges[`lag seconds/p99 ${port}`] = r.replay.lag.p99 / 1000;
+    gauges[`remembered keys/${port}`] = r.replay.remembered;
+    for (const server of r.replay.servers) gauges[`queued/${server.address}`] = server.queued;
+  }
+  for (const b of s.backfill ?? []) {
+    const state = b.report ?? b.progress;
+    if (state) progress[`backfill :${b.sourcePort}`] = { done: state.done, total: state.total };
+  }
+  return { time: Date.now(), counters, gauges, progress };
 }
 
 export function renderSummary(s: MirrorSummary): string {
