@@ -1,0 +1,406 @@
+/**
+ * The proxy's text and meta connections: each request is parsed, routed to
+ * the primary server its key belongs to (multi-gets split per server and
+ * merged back in the order the keys were asked), and answered in request
+ * order.
+ *
+ * `noreply` and the meta `q` flag are taken off on the way to the server and
+ * honoured here instead: the proxy then always knows which reply belongs to
+ * which request, and shadow mode learns the outcome of every mutation, even a
+ * quiet one (protocol.txt, "Commands": noreply; "Meta Get": q).
+ */
+import type { Socket } from 'node:net';
+import type {
+  AsciiRequest,
+  AsciiResponse,
+  MetaRequest,
+  RetrievalRequest,
+  ValueResponse,
+} from '../protocol/ascii-frames.js';
+import {
+  AsciiRequestParser,
+  AsciiResponseParser,
+  encodeAsciiRequest,
+  encodeAsciiResponse,
+} from '../protocol/ascii.js';
+import { FrameDecoder } from '../protocol/decoder.js';
+import { ProtocolError } from '../protocol/errors.js';
+import type { Limits } from '../protocol/limits.js';
+import type { Leg } from './proxy-upstream.js';
+import { newSlot, ProxySession, type ProxyContext, type Slot } from './proxy-session.js';
+
+const END = Buffer.from('END\r\n', 'latin1');
+const MN = Buffer.from('MN\r\n', 'latin1');
+const MN_REQUEST = Buffer.from('mn\r\n', 'latin1');
+
+/** Commands that answer with a stream of lines memshift cannot delimit, or that act on the server itself. */
+const REFUSED = new Set(['lru_crawler', 'watch', 'shutdown', 'debugtime', 'misbehave']);
+
+function serverError(reason: string): Buffer[] {
+  return [Buffer.from(`SERVER_ERROR ${reason.replace(/[\r\n]/g, ' ')}\r\n`, 'latin1')];
+}
+
+/** Replies a quiet meta request does not send (protocol.txt, "Meta Get", "Meta Set", "Meta Delete"). */
+function quietDrops(command: MetaRequest['command'], reply: AsciiResponse): boolean {
+  if (reply.kind !== 'meta') return false;
+  switch (command) {
+    case 'mg':
+      return reply.code === 'EN';
+    case 'md':
+      return reply.code === 'HD' || reply.code === 'NF';
+    case 'ms':
+    case 'ma':
+      return reply.code === 'HD';
+    default:
+      return false;
+  }
+}
+
+export class AsciiProxySession extends ProxySession<AsciiResponse> {
+  private readonly decoder: FrameDecoder<AsciiRequest>;
+  private readonly limits: Limits;
+
+  constructor(ctx: ProxyContext, socket: Socket, id: number, limits: Limits) {
+    super(ctx, socket, id);
+    this.limits = limits;
+    this.decoder = new FrameDecoder(new AsciiRequestParser(limits));
+  }
+
+  protected responseParser(): AsciiResponseParser {
+    return new AsciiResponseParser(this.limits);
+  }
+
+  protected parseChunk(chunk: Buffer): void {
+    try {
+      this.decoder.push(chunk, (req) => this.request(req));
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      // The stream is out of step: answer as memcached does and close this connection only.
+      this.ctx.counters.protocolErrors++;
+      const slot = newSlot();
+      slot.parts = [Buffer.from(`CLIENT_ERROR ${err.reason}\r\n`, 'latin1')];
+      slot.close = true;
+      this.push(slot);
+      this.stopReading();
+    }
+  }
+
+  private request(req: AsciiRequest): void {
+    const mode = this.ctx.mode;
+    switch (req.kind) {
+      case 'storage':
+      case 'arithmetic':
+      case 'touch': {
+        const parts = encodeAsciiRequest(req.noreply ? { ...req, noreply: false } : req);
+        const slot = this.single(this.serverOf(req.key), parts, req.noreply, undefined);
+        if (mode === 'dual') this.secondary(req.key, parts, slot);
+        this.push(slot);
+        return;
+      }
+      case 'delete': {
+        const parts = encodeAsciiRequest(req.noreply ? { ...req, noreply: false } : req);
+        if (mode === 'warm') this.ctx.deleted(req.key);
+        const slot = this.single(this.serverOf(req.key), parts, req.noreply, undefined);
+        if (mode !== 'shadow') this.secondary(req.key, parts, slot);
+        this.push(slot);
+        return;
+      }
+      case 'retrieval':
+        this.retrieval(req);
+        return;
+      case 'flush_all': {
+        const parts = encodeAsciiRequest(req.noreply ? { ...req, noreply: false } : req);
+        const slot = newSlot();
+        const servers = this.ctx.primary.servers.length;
+        for (let i = 0; i < servers; i++) {
+          this.forward(i, parts, slot, (reply) => {
+            // The first server's reply speaks for all, unless another one failed.
+            if (!req.noreply && (i === 0 || reply.kind === 'error')) slot.parts = encodeAsciiResponse(reply);
+          });
+        }
+        if (mode !== 'shadow') {
+          for (let i = 0; i < this.ctx.secondary.servers.length; i++)
+            this.secondaryTo(i, Buffer.alloc(0), parts, slot);
+        }
+        this.push(slot);
+        return;
+      }
+      case 'verbosity':
+        this.push(this.collect(0, encodeAsciiRequest({ ...req, noreply: false }), req.noreply));
+        return;
+      case 'version':
+      case 'stats':
+        this.push(this.collect(0, encodeAsciiRequest(req), false));
+        return;
+      case 'quit': {
+        const slot = newSlot();
+        slot.close = true;
+        this.push(slot);
+        this.stopReading();
+        return;
+      }
+      case 'other': {
+        if (REFUSED.has(req.name)) {
+          const slot = newSlot();
+          slot.parts = serverError(`${req.name} is not available through memshift proxy`);
+          this.push(slot);
+          return;
+        }
+        // Whether an unlisted command answers (and with how many lines) is not known here:
+        // an `mn` after it marks where its reply ends ("Meta No-Op").
+        this.push(this.collect(0, [...encodeAsciiRequest(req), MN_REQUEST], false, true));
+        return;
+      }
+      case 'meta':
+        this.meta(req);
+        return;
+    }
+  }
+
+  private meta(req: MetaRequest): void {
+    if (req.command === 'mn') {
+      // Every earlier reply is already ordered ahead of this one: mn needs no server.
+      const slot = newSlot();
+      slot.parts = [MN];
+      this.push(slot);
+      return;
+    }
+    const loud = req.quiet ? { ...req, quiet: false, flags: req.flags.filter((f) => f !== 'q') } : req;
+    const parts = encodeAsciiRequest(loud);
+    const mode = this.ctx.mode;
+    const index = this.serverOf(req.key);
+    const drops = req.quiet ? (reply: AsciiResponse) => quietDrops(req.command, reply) : undefined;
+    if (req.command === 'mg' && mode === 'warm') {
+      const slot = newSlot();
+      slot.pending++;
+      this.forward(index, parts, slot, (reply) => {
+        if (reply.kind === 'meta' && reply.code === 'EN') {
+          // A miss: fill from the old pool, then ask again so every flag the client set is answered.
+          slot.pending++;
+          this.ctx.warm(req.key).then(
+            (item) => {
+              if (item === undefined) {
+                if (!req.quiet) slot.parts = encodeAsciiResponse(reply);
+                this.done(slot);
+                return;
+              }
+              this.forward(index, parts, slot, (again) => {
+                if (!drops?.(again)) slot.parts = encodeAsciiResponse(again);
+              });
+              this.uncorkAll();
+              this.done(slot);
+            },
+            () => this.done(slot),
+          );
+        } else if (!drops?.(reply)) slot.parts = encodeAsciiResponse(reply);
+      });
+      this.done(slot);
+      this.push(slot);
+      return;
+    }
+    const slot = this.single(index, parts, false, drops);
+    const mutation = req.command === 'ms' || req.command === 'md' || req.command === 'ma';
+    if (req.command === 'md' && mode === 'warm') this.ctx.deleted(req.key);
+    if ((mode === 'dual' && mutation) || (mode === 'warm' && req.command === 'md')) {
+      this.secondary(req.key, parts, slot);
+    }
+    this.push(slot);
+  }
+
+  private retrieval(req: RetrievalRequest): void {
+    const slot = newSlot();
+    const keys = req.keys;
+    const found = new Array<ValueResponse | undefined>(keys.length);
+    const servers = this.ctx.primary.servers.length;
+    const groups = new Array<number[] | undefined>(servers);
+    for (let k = 0; k < keys.length; k++) {
+      const index = servers === 1 ? 0 : this.serverOf(keys[k] as Buffer);
+      (groups[index] ??= []).push(k);
+    }
+    let failure: Buffer[] | undefined;
+    const warm = this.ctx.mode === 'warm';
+    for (let index = 0; index < servers; index++) {
+      const group = groups[index];
+      if (group === undefined) continue;
+      const sub = group.length === keys.length ? req : { ...req, keys: group.map((k) => keys[k] as Buffer) };
+      let pos = 0;
+      slot.pending++;
+      this.upstream('primary', index).send(
+        encodeAsciiRequest(sub),
+        {
+          sentAt: 0,
+          frame: (reply) => {
+            if (reply.kind === 'value') {
+              // Hits come back in the order asked, misses left out: walk the group to place each one.
+              while (pos < group.length && !(keys[group[pos] as number] as Buffer).equals(reply.key)) pos++;
+              if (pos < group.length) found[group[pos++] as number] = reply;
+              return false;
+            }
+            if (reply.kind !== 'end') failure ??= encodeAsciiResponse(reply);
+            else if (warm) this.warmMisses(req, group, found, slot);
+            this.done(slot);
+            return true;
+          },
+          fail: (reason) => {
+            this.ctx.counters.primaryErrors++;
+            failure ??= serverError(reason);
+            this.done(slot);
+          },
+        },
+        Date.now(),
+      );
+    }
+    slot.build = () => {
+      if (failure !== undefined) {
+        slot.parts = failure;
+        return;
+      }
+      const parts: Buffer[] = [];
+      for (const value of found) if (value !== undefined) parts.push(...encodeAsciiResponse(value));
+      parts.push(END);
+      slot.parts = parts;
+    };
+    this.push(slot);
+  }
+
+  /** Warm mode: every key of `group` the primary missed is looked up on the old pool. */
+  private warmMisses(
+    req: RetrievalRequest,
+    group: number[],
+    found: (ValueResponse | undefined)[],
+    slot: Slot,
+  ): void {
+    for (const k of group) {
+      if (found[k] !== undefined) continue;
+      const key = req.keys[k] as Buffer;
+      slot.pending++;
+      this.ctx.warm(key).then(
+        (item) => {
+          if (item !== undefined) {
+            // gets: no CAS unique is known for a value just filled; 0 makes a later cas fail safely.
+            const cas = req.command === 'gets' || req.command === 'gats' ? 0n : undefined;
+            found[k] = { kind: 'value', key, flags: item.flags, cas, value: item.value };
+          }
+          this.done(slot);
+        },
+        () => this.done(slot),
+      );
+    }
+  }
+
+  /** A request answered by one reply frame from one primary server. */
+  private single(
+    index: number,
+    parts: Buffer[],
+    noreply: boolean,
+    drops: ((reply: AsciiResponse) => boolean) | undefined,
+  ): Slot {
+    const slot = newSlot();
+    this.forward(
+      index,
+      parts,
+      slot,
+      (reply) => {
+        if (!noreply && !drops?.(reply)) slot.parts = encodeAsciiResponse(reply);
+      },
+      noreply,
+    );
+    return slot;
+  }
+
+  /** A request whose reply runs to END (stats), or is one line (version, verbosity, an error). */
+  private collect(index: number, parts: Buffer[], noreply: boolean, untilMn = false): Slot {
+    const slot = newSlot();
+    const out: Buffer[] = [];
+    slot.pending++;
+    this.upstream('primary', index).send(
+      parts,
+      {
+        sentAt: 0,
+        frame: (reply) => {
+          if (untilMn) {
+            if (reply.kind !== 'meta' || reply.code !== 'MN') {
+              out.push(...encodeAsciiResponse(reply));
+              return false;
+            }
+          } else {
+            if (!noreply) out.push(...encodeAsciiResponse(reply));
+            if (reply.kind === 'stat' || reply.kind === 'line') return false;
+          }
+          slot.parts = out;
+          this.done(slot);
+          return true;
+        },
+        fail: (reason) => {
+          this.ctx.counters.primaryErrors++;
+          if (!noreply) slot.parts = serverError(reason);
+          this.done(slot);
+        },
+      },
+      Date.now(),
+    );
+    return slot;
+  }
+
+  /** Sends one request expecting one reply frame; `reply` sees it, a failure becomes SERVER_ERROR. */
+  private forward(
+    index: number,
+    parts: Buffer[],
+    slot: Slot,
+    reply: (frame: AsciiResponse) => void,
+    quietFailure = false,
+  ): void {
+    slot.pending++;
+    const leg: Leg<AsciiResponse> = {
+      sentAt: 0,
+      frame: (frame) => {
+        reply(frame);
+        this.done(slot);
+        return true;
+      },
+      fail: (reason) => {
+        this.ctx.counters.primaryErrors++;
+        if (!quietFailure) slot.parts = serverError(reason);
+        this.done(slot);
+      },
+    };
+    this.upstream('primary', index).send(parts, leg, Date.now());
+  }
+
+  /** The same mutation on the secondary server of `key`; its reply is awaited but never shown. */
+  private secondary(key: Buffer, parts: Buffer[], slot: Slot): void {
+    this.secondaryTo(this.ctx.secondary.distribution.serverFor(key), key, parts, slot);
+  }
+
+  private secondaryTo(index: number, key: Buffer, parts: Buffer[], slot: Slot): void {
+    const ctx = this.ctx;
+    if (!ctx.secondaryUsable(index)) {
+      ctx.counters.secondarySkipped++;
+      ctx.secondaryMissed(index, key, undefined);
+      return;
+    }
+    ctx.counters.secondarySent++;
+    slot.pending++;
+    this.upstream('secondary', index).send(
+      parts,
+      {
+        sentAt: 0,
+        frame: (frame) => {
+          if (frame.kind === 'error') ctx.secondaryMissed(index, key, 'error reply');
+          this.done(slot);
+          return true;
+        },
+        fail: (reason) => {
+          ctx.counters.secondaryFailed++;
+          ctx.secondaryMissed(index, key, reason);
+          this.done(slot);
+        },
+      },
+      Date.now(),
+    );
+  }
+
+  private serverOf(key: Buffer): number {
+    return this.ctx.primary.servers.length === 1 ? 0 : this.ctx.primary.distribution.serverFor(key);
+  }
+}

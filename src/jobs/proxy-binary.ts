@@ -1,0 +1,283 @@
+/**
+ * The proxy's binary connections: every request carries one key, so each goes
+ * whole to the primary server of its key. Quiet opcodes are sent loud and made
+ * quiet again here (a GetQ miss or a SetQ success is not passed on), so every
+ * server reply pairs with its request by position and shadow mode learns
+ * every outcome (protocol-binary.txt, section 4.2: quiet commands).
+ */
+import type { Socket } from 'node:net';
+import { B } from '../protocol/bytes.js';
+import {
+  BinaryOpcode as Op,
+  BinaryRequestParser,
+  BinaryResponseParser,
+  BinaryStatus,
+  encodeBinaryResponse,
+  encodeBinaryRequest,
+  loudOf,
+  type BinaryRequest,
+  type BinaryResponse,
+} from '../protocol/binary.js';
+import { FrameDecoder } from '../protocol/decoder.js';
+import { ProtocolError } from '../protocol/errors.js';
+import type { Limits } from '../protocol/limits.js';
+import { newSlot, ProxySession, type ProxyContext, type Slot } from './proxy-session.js';
+
+const EMPTY = Buffer.alloc(0);
+
+function errorPacket(req: BinaryRequest, status: number, message: string): Buffer[] {
+  return encodeBinaryResponse({
+    opcode: req.opcode,
+    opaque: req.opaque,
+    status,
+    value: Buffer.from(message),
+  });
+}
+
+export class BinaryProxySession extends ProxySession<BinaryResponse> {
+  private readonly decoder: FrameDecoder<BinaryRequest>;
+  private readonly limits: Limits;
+
+  constructor(ctx: ProxyContext, socket: Socket, id: number, limits: Limits) {
+    super(ctx, socket, id);
+    this.limits = limits;
+    this.decoder = new FrameDecoder(new BinaryRequestParser(limits));
+  }
+
+  protected responseParser(): BinaryResponseParser {
+    return new BinaryResponseParser(this.limits);
+  }
+
+  protected parseChunk(chunk: Buffer): void {
+    try {
+      this.decoder.push(chunk, (req) => this.request(req));
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      // memcached closes a binary connection whose bytes are not a request header.
+      this.ctx.counters.protocolErrors++;
+      const slot = newSlot();
+      slot.close = true;
+      this.push(slot);
+      this.stopReading();
+    }
+  }
+
+  private request(req: BinaryRequest): void {
+    const loud = loudOf(req.opcode);
+    const quiet = loud !== req.opcode;
+    const mode = this.ctx.mode;
+    switch (loud) {
+      case Op.Get:
+      case Op.GetK:
+      case Op.GAT:
+      case Op.GATK:
+        this.read(req, loud, quiet);
+        return;
+      case Op.Set:
+      case Op.Add:
+      case Op.Replace:
+      case Op.Append:
+      case Op.Prepend:
+      case Op.Increment:
+      case Op.Decrement:
+      case Op.Touch:
+      case Op.Delete: {
+        const parts = quiet ? encodeBinaryRequest({ ...req, opcode: loud }) : encodeBinaryRequest(req);
+        const slot = this.forward(this.serverOf(req.key), req, parts, quiet ? BinaryStatus.NoError : -1);
+        const deletes = loud === Op.Delete;
+        if (deletes && mode === 'warm') this.ctx.deleted(req.key);
+        if (mode === 'dual' || (mode === 'warm' && deletes)) this.secondary(req.key, parts, slot);
+        this.push(slot);
+        return;
+      }
+      case Op.Flush: {
+        const parts = encodeBinaryRequest({ ...req, opcode: loud });
+        const slot = newSlot();
+        for (let i = 0; i < this.ctx.primary.servers.length; i++) {
+          this.send(i, parts, slot, (reply) => {
+            if ((i === 0 || reply.status !== 0) && !(quiet && reply.status === 0)) {
+              slot.parts = encodeBinaryResponse({ ...reply, opcode: req.opcode });
+            }
+          });
+        }
+        if (mode !== 'shadow') {
+          for (let i = 0; i < this.ctx.secondary.servers.length; i++) this.secondaryTo(i, EMPTY, parts, slot);
+        }
+        this.push(slot);
+        return;
+      }
+      case Op.Noop: {
+        // Earlier replies are already ahead of this one in order: the noop needs no server.
+        const slot = newSlot();
+        slot.parts = encodeBinaryResponse({ opcode: Op.Noop, opaque: req.opaque });
+        this.push(slot);
+        return;
+      }
+      case Op.Version:
+      case Op.Verbosity:
+        this.push(this.forward(0, req, encodeBinaryRequest(req), -1));
+        return;
+      case Op.Stat:
+        this.push(this.stats(req));
+        return;
+      case Op.Quit: {
+        const slot = newSlot();
+        if (!quiet) slot.parts = encodeBinaryResponse({ opcode: req.opcode, opaque: req.opaque });
+        slot.close = true;
+        this.push(slot);
+        this.stopReading();
+        return;
+      }
+      default: {
+        const slot = newSlot();
+        slot.parts = errorPacket(req, BinaryStatus.UnknownCommand, 'Unknown command');
+        this.push(slot);
+      }
+    }
+  }
+
+  private read(req: BinaryRequest, loud: number, quiet: boolean): void {
+    const parts = quiet ? encodeBinaryRequest({ ...req, opcode: loud }) : encodeBinaryRequest(req);
+    const index = this.serverOf(req.key);
+    const slot = newSlot();
+    this.send(index, parts, slot, (reply) => {
+      if (reply.status === BinaryStatus.KeyNotFound && this.ctx.mode === 'warm') {
+        slot.pending++;
+        this.ctx.warm(req.key).then(
+          (item) => {
+            if (item !== undefined) {
+              const extras = Buffer.allocUnsafe(4);
+              extras.writeUInt32BE(item.flags >>> 0, 0);
+              const withKey = loud === Op.GetK || loud === Op.GATK;
+              slot.parts = encodeBinaryResponse({
+                opcode: req.opcode,
+                opaque: req.opaque,
+                extras,
+                key: withKey ? req.key : EMPTY,
+                value: item.value,
+              });
+            } else if (!quiet) slot.parts = encodeBinaryResponse({ ...reply, opcode: req.opcode });
+            this.done(slot);
+          },
+          () => this.done(slot),
+        );
+        return;
+      }
+      if (!(quiet && reply.status === BinaryStatus.KeyNotFound)) {
+        slot.parts = encodeBinaryResponse({ ...reply, opcode: req.opcode });
+      }
+    });
+    this.push(slot);
+  }
+
+  /** One request, one reply; `quietStatus` is the status a quiet request does not pass on (-1: none). */
+  private forward(index: number, req: BinaryRequest, parts: Buffer[], quietStatus: number): Slot {
+    const slot = newSlot();
+    this.send(index, parts, slot, (reply) => {
+      if (reply.status !== quietStatus) slot.parts = encodeBinaryResponse({ ...reply, opcode: req.opcode });
+    });
+    return slot;
+  }
+
+  private send(index: number, parts: Buffer[], slot: Slot, reply: (frame: BinaryResponse) => void): void {
+    slot.pending++;
+    this.upstream('primary', index).send(
+      parts,
+      {
+        sentAt: 0,
+        frame: (frame) => {
+          reply(frame);
+          this.done(slot);
+          return true;
+        },
+        fail: (reason) => {
+          this.ctx.counters.primaryErrors++;
+          slot.parts = this.failure(parts, reason);
+          this.done(slot);
+        },
+      },
+      Date.now(),
+    );
+  }
+
+  /** The error packet memcached clients expect when the server cannot answer. */
+  private failure(parts: Buffer[], reason: string): Buffer[] {
+    const head = parts[0] as Buffer;
+    const opcode = head[1] ?? 0;
+    const opaque = head.length >= 16 ? head.readUInt32BE(12) : 0;
+    return encodeBinaryResponse({
+      opcode,
+      opaque,
+      status: BinaryStatus.InternalError,
+      value: Buffer.from(reason, 'latin1'),
+    });
+  }
+
+  /** `stat` replies with one packet per statistic and an empty-key packet last. */
+  private stats(req: BinaryRequest): Slot {
+    const slot = newSlot();
+    const out: Buffer[] = [];
+    slot.pending++;
+    this.upstream('primary', 0).send(
+      encodeBinaryRequest(req),
+      {
+        sentAt: 0,
+        frame: (frame) => {
+          out.push(...encodeBinaryResponse(frame));
+          if (frame.key.length > 0 && frame.status === 0) return false;
+          slot.parts = out;
+          this.done(slot);
+          return true;
+        },
+        fail: (reason) => {
+          this.ctx.counters.primaryErrors++;
+          slot.parts = errorPacket(req, BinaryStatus.InternalError, reason);
+          this.done(slot);
+        },
+      },
+      Date.now(),
+    );
+    return slot;
+  }
+
+  private secondary(key: Buffer, parts: Buffer[], slot: Slot): void {
+    this.secondaryTo(this.ctx.secondary.distribution.serverFor(key), key, parts, slot);
+  }
+
+  private secondaryTo(index: number, key: Buffer, parts: Buffer[], slot: Slot): void {
+    const ctx = this.ctx;
+    if (!ctx.secondaryUsable(index)) {
+      ctx.counters.secondarySkipped++;
+      ctx.secondaryMissed(index, key, undefined);
+      return;
+    }
+    ctx.counters.secondarySent++;
+    slot.pending++;
+    this.upstream('secondary', index).send(
+      parts,
+      {
+        sentAt: 0,
+        frame: (frame) => {
+          if (frame.status >= BinaryStatus.UnknownCommand) ctx.secondaryMissed(index, key, 'error status');
+          this.done(slot);
+          return true;
+        },
+        fail: (reason) => {
+          ctx.counters.secondaryFailed++;
+          ctx.secondaryMissed(index, key, reason);
+          this.done(slot);
+        },
+      },
+      Date.now(),
+    );
+  }
+
+  private serverOf(key: Buffer): number {
+    return this.ctx.primary.servers.length === 1 ? 0 : this.ctx.primary.distribution.serverFor(key);
+  }
+}
+
+/** memcached picks a connection's protocol by its first byte (protocol-binary.txt, section 2). */
+export function isBinaryStart(byte: number | undefined): boolean {
+  return byte === B.BINARY_REQUEST;
+}

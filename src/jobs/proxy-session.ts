@@ -1,0 +1,240 @@
+/**
+ * What every proxied client connection shares, whatever its protocol: the
+ * replies are assembled in slots, one per request, and written strictly in
+ * request order (memcached answers a connection in order, and clients rely
+ * on it), however the request was split across servers.
+ *
+ * Reading pauses while too many requests are in flight or a socket's write
+ * buffer is full, so a slow client or server bounds memory instead of
+ * growing it.
+ */
+import type { Socket } from 'node:net';
+import type { ConnectionHandler } from '../net/listener.js';
+import { Ring } from '../net/ring.js';
+import type { FrameParser } from '../protocol/decoder.js';
+import type { Pool } from '../topology/pool.js';
+import { Upstream, type UpstreamTap } from './proxy-upstream.js';
+
+export type ProxyMode = 'shadow' | 'warm' | 'dual';
+
+/** A value read from the secondary on a warm-mode miss, already added to the primary. */
+export interface WarmItem {
+  readonly value: Buffer;
+  readonly flags: number;
+}
+
+export interface ProxyCounters {
+  requests: number;
+  /** Requests answered with SERVER_ERROR (or a binary error status) because the primary failed. */
+  primaryErrors: number;
+  /** Connections closed for bytes that are not memcached requests. */
+  protocolErrors: number;
+  /** Legs sent to the secondary synchronously (dual, warm deletes) and how many failed or were skipped. */
+  secondarySent: number;
+  secondaryFailed: number;
+  secondarySkipped: number;
+  /** Warm mode: misses on the primary looked up on the secondary, and how many it held. */
+  warmLookups: number;
+  warmHits: number;
+  /** Times reading from a client paused for backpressure. */
+  paused: number;
+}
+
+/** What sessions need from the proxy that owns them. */
+export interface ProxyContext {
+  readonly mode: ProxyMode;
+  readonly primary: Pool;
+  readonly secondary: Pool;
+  readonly timeoutMs: number;
+  readonly secondaryTimeoutMs: number;
+  readonly maxInFlight: number;
+  readonly counters: ProxyCounters;
+  /** The tap for a primary upstream of a session (shadow mode), or undefined. */
+  tap(serverIndex: number, sessionId: number): UpstreamTap | undefined;
+  /** Whether synchronous secondary writes go to this server now (it was not failing recently). */
+  secondaryUsable(serverIndex: number): boolean;
+  /** A synchronous secondary write to this server failed or was skipped: the key must be invalidated later. */
+  secondaryMissed(serverIndex: number, key: Buffer, reason: string | undefined): void;
+  /** Warm mode: a deletion passed through; fills of this key that started earlier must not land. */
+  deleted(key: Buffer): void;
+  /** Warm mode: the key missed on the primary; its value from the secondary (now added to the primary), if any. */
+  warm(key: Buffer): Promise<WarmItem | undefined>;
+  track(upstream: Upstream<unknown>): void;
+  untrack(upstream: Upstream<unknown>): void;
+}
+
+/** One request's reply, written when every leg it waits for is done. */
+export interface Slot {
+  pending: number;
+  parts: Buffer[];
+  /** Close the client connection once this slot is written (quit, a protocol error). */
+  close: boolean;
+  /** Builds `parts` when the last leg is done (merging a split multi-get). */
+  build: (() => void) | undefined;
+}
+
+export function newSlot(): Slot {
+  return { pending: 0, parts: [], close: false, build: undefined };
+}
+
+export abstract class ProxySession<F> implements ConnectionHandler {
+  protected readonly ctx: ProxyContext;
+  protected readonly socket: Socket;
+  protected readonly id: number;
+  private readonly slots = new Ring<Slot>(64);
+  private readonly primaryUp: (Upstream<F> | undefined)[];
+  private readonly secondaryUp: (Upstream<F> | undefined)[];
+  private readonly corked: Upstream<F>[] = [];
+  private flushQueued = false;
+  private reading = true;
+  private finishing = false;
+  private ended = false;
+  private readonly closed: Promise<void>;
+
+  constructor(ctx: ProxyContext, socket: Socket, id: number) {
+    this.ctx = ctx;
+    this.socket = socket;
+    this.id = id;
+    this.primaryUp = new Array<Upstream<F> | undefined>(ctx.primary.servers.length);
+    this.secondaryUp = new Array<Upstream<F> | undefined>(ctx.secondary.servers.length);
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.teardown());
+    socket.on('drain', () => this.maybeResume());
+  }
+
+  /** Handles one chunk from the client; protocol sessions parse it and call `send`. */
+  protected abstract parseChunk(chunk: Buffer): void;
+  protected abstract responseParser(): FrameParser<F>;
+
+  /** Starts reading; the first chunk is handed over by whoever picked the protocol. */
+  start(first: Buffer | undefined): void {
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (first !== undefined) this.onData(first);
+  }
+
+  finish(): Promise<void> {
+    this.finishing = true;
+    this.socket.pause();
+    this.maybeEnd();
+    return this.closed;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.ended || this.finishing) return;
+    let congested = false;
+    try {
+      this.parseChunk(chunk);
+    } finally {
+      for (const up of this.corked) congested = up.congested || congested;
+      this.uncorkAll();
+    }
+    if (congested || this.slots.length >= this.ctx.maxInFlight || this.socket.writableNeedDrain) this.pause();
+  }
+
+  /** Writes what was sent upstream since the last call (requests are coalesced per client chunk). */
+  protected uncorkAll(): void {
+    for (const up of this.corked) up.uncork();
+    this.corked.length = 0;
+  }
+
+  /** Queues a reply slot in request order. */
+  protected push(slot: Slot): void {
+    this.ctx.counters.requests++;
+    this.slots.push(slot);
+    if (slot.pending === 0) this.scheduleFlush();
+  }
+
+  /** Stop reading after the slots so far: a protocol error or quit ends the connection. */
+  protected stopReading(): void {
+    this.ended = true;
+    this.socket.pause();
+  }
+
+  /** A leg of `slot` is done. */
+  protected done(slot: Slot): void {
+    if (--slot.pending === 0) this.scheduleFlush();
+  }
+
+  protected upstream(side: 'primary' | 'secondary', index: number): Upstream<F> {
+    const list = side === 'primary' ? this.primaryUp : this.secondaryUp;
+    let up = list[index];
+    if (up === undefined || up.dead) {
+      const pool = side === 'primary' ? this.ctx.primary : this.ctx.secondary;
+      const server = pool.servers[index];
+      if (server === undefined) throw new Error(`no ${side} server ${index}`);
+      const created: Upstream<F> = new Upstream(server.address, this.responseParser(), {
+        timeoutMs: side === 'primary' ? this.ctx.timeoutMs : this.ctx.secondaryTimeoutMs,
+        tap: side === 'primary' ? this.ctx.tap(index, this.id) : undefined,
+        onDown: () => this.ctx.untrack(created as Upstream<unknown>),
+        onDrain: () => this.maybeResume(),
+      });
+      up = created;
+      list[index] = up;
+      this.ctx.track(up as Upstream<unknown>);
+    }
+    if (!this.corked.includes(up)) {
+      up.cork();
+      this.corked.push(up);
+    }
+    return up;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    socket.cork();
+    for (let slot = this.slots.peek(); slot !== undefined && slot.pending === 0; slot = this.slots.peek()) {
+      this.slots.shift();
+      if (slot.build) slot.build();
+      for (const part of slot.parts) socket.write(part);
+      if (slot.close) {
+        this.ended = true;
+        socket.uncork();
+        socket.end();
+        return;
+      }
+    }
+    socket.uncork();
+    this.maybeResume();
+    this.maybeEnd();
+  }
+
+  private pause(): void {
+    if (!this.reading) return;
+    this.reading = false;
+    this.ctx.counters.paused++;
+    this.socket.pause();
+  }
+
+  private maybeResume(): void {
+    if (this.reading || this.ended || this.finishing) return;
+    if (this.slots.length > this.ctx.maxInFlight / 2 || this.socket.writableNeedDrain) return;
+    for (const up of this.primaryUp) if (up !== undefined && !up.dead && up.congested) return;
+    this.reading = true;
+    this.socket.resume();
+  }
+
+  private maybeEnd(): void {
+    if (this.finishing && this.slots.length === 0 && !this.socket.destroyed) this.socket.end();
+  }
+
+  private teardown(): void {
+    this.ended = true;
+    for (const up of this.primaryUp) up?.destroy();
+    for (const up of this.secondaryUp) up?.destroy();
+  }
+}

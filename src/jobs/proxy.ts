@@ -1,0 +1,430 @@
+/**
+ * `memshift proxy`: clients talk to memshift, which answers from the primary
+ * pool and keeps the secondary pool in step, for when capture is impossible.
+ *
+ *   shadow: old pool answers; each upstream connection's bytes feed an
+ *           OperationExtractor → Replayer on the new pool (the mirror's
+ *           outcome rules, bounded queues, dropped keys invalidated later,
+ *           fill on read with the source's TTL); nothing on the primary path
+ *           waits for the new pool.
+ *   warm:   new pool answers; a miss is looked up on the old pool, returned
+ *           and added to the new one; deletes go to both pools.
+ *   dual:   writes go to both pools together; the client gets the primary's
+ *           answer; a failing secondary server is skipped for a while and the
+ *           keys it missed are deleted there once it answers again.
+ */
+import type { Socket } from 'node:net';
+import type { Flow } from '../capture/tcp-reassembly.js';
+import { Listener, type ListenerCounters, type ListenerOptions } from '../net/listener.js';
+import { PoolClient } from '../net/pool-client.js';
+import { OperationExtractor, type OperationCounters } from '../ops/extractor.js';
+import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
+import { Replayer, type ReplayCounters, type ReplayerOptions } from '../replay/replayer.js';
+import { parsePoolSpec, type Pool } from '../topology/pool.js';
+import { runCopy, type CopyOptions, type CopyProgress, type CopyReport } from './copy.js';
+import { BinaryProxySession, isBinaryStart } from './proxy-binary.js';
+import { AsciiProxySession } from './proxy-ascii.js';
+import type { ProxyContext, ProxyCounters, ProxyMode, WarmItem } from './proxy-session.js';
+import type { Upstream, UpstreamTap } from './proxy-upstream.js';
+
+export type { ProxyCounters, ProxyMode, WarmItem } from './proxy-session.js';
+
+export type ProxyReplayTuning = Omit<ReplayerOptions, 'target' | 'mapped' | 'source'>;
+export type ProxyBackfillOptions = Omit<CopyOptions, 'from' | 'to' | 'freshness' | 'signal'>;
+
+export interface ProxyOptions {
+  readonly mode: ProxyMode;
+  /** The pool that answers clients: the old pool in shadow and dual modes, the new one in warm mode. */
+  readonly primary: Pool;
+  readonly secondary: Pool;
+  readonly listen?: ListenerOptions;
+  /** A primary request unanswered this long fails with SERVER_ERROR (default 2000 ms). */
+  readonly timeoutMs?: number;
+  /** Synchronous secondary requests (dual writes, warm lookups and deletes) give up after this long (default 250 ms). */
+  readonly secondaryTimeoutMs?: number;
+  /** A secondary server that failed is skipped this long (default 2000 ms). */
+  readonly secondaryBackoffMs?: number;
+  /** Requests in flight per client connection before reading from it pauses (default 1024). */
+  readonly maxInFlight?: number;
+  /** Keys remembered for invalidation on the secondary (dual and warm modes; default 1,000,000). */
+  readonly maxRememberedKeys?: number;
+  readonly limits?: Limits;
+  /** Shadow mode: the replayers' tuning. */
+  readonly replay?: ProxyReplayTuning;
+  /** Shadow mode: copy what each primary server already holds to the secondary, guarded by the shadow's freshness. */
+  readonly backfill?: ProxyBackfillOptions | undefined;
+  readonly onWarning?: (message: string) => void;
+}
+
+export interface ProxyStatus {
+  readonly mode: ProxyMode;
+  readonly address: string;
+  readonly seconds: number;
+  readonly connections: ListenerCounters;
+  readonly proxy: ProxyCounters;
+  /** Keys waiting to be deleted on the secondary (dual and warm modes), and those dropped for lack of room. */
+  readonly remembered: number;
+  readonly rememberOverflow: number;
+  readonly invalidated: number;
+  /** Shadow mode: what the extractors read and what the replayers did, summed over primary servers. */
+  readonly operations: OperationCounters | undefined;
+  readonly replay: ReplayCounters | undefined;
+  readonly backfill: {
+    progress: CopyProgress | undefined;
+    report: CopyReport | undefined;
+    error: string | undefined;
+  }[];
+}
+
+const SWEEP_MS = 50;
+const DELETED_MEMORY = 65536;
+
+export class Proxy {
+  private readonly options: ProxyOptions;
+  private readonly counters: ProxyCounters = {
+    requests: 0,
+    primaryErrors: 0,
+    protocolErrors: 0,
+    secondarySent: 0,
+    secondaryFailed: 0,
+    secondarySkipped: 0,
+    warmLookups: 0,
+    warmHits: 0,
+    paused: 0,
+  };
+  private readonly listener: Listener;
+  private readonly upstreams = new Set<Upstream<unknown>>();
+  private readonly extractors: OperationExtractor[] = [];
+  private readonly replayers: Replayer[] = [];
+  private readonly downUntil: number[];
+  private readonly remembered: Set<string>[];
+  private rememberedCount = 0;
+  private rememberOverflow = 0;
+  private invalidated = 0;
+  /** Warm mode: the sequence number of the last delete seen per key (bounded, oldest forgotten first). */
+  private readonly deletedAt = new Map<string, number>();
+  private deleteSeq = 0;
+  private readonly secondaryClient: PoolClient | undefined;
+  private readonly primaryClient: PoolClient | undefined;
+  private readonly backfills: ProxyStatus['backfill'] = [];
+  private readonly abort = new AbortController();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private invalidating = false;
+  private nextFlow = 1;
+  private started = 0;
+
+  constructor(options: ProxyOptions) {
+    this.options = options;
+    const limits = options.limits ?? DEFAULT_LIMITS;
+    const secondaryServers = options.secondary.servers.length;
+    this.downUntil = new Array<number>(secondaryServers).fill(0);
+    this.remembered = Array.from({ length: secondaryServers }, () => new Set<string>());
+    const timeoutMs = options.timeoutMs ?? 2000;
+    const secondaryTimeoutMs = options.secondaryTimeoutMs ?? 250;
+    if (options.mode === 'shadow') {
+      for (const server of options.primary.servers) {
+        const replayer = new Replayer({
+          ...options.replay,
+          target: options.secondary,
+          source: server.address,
+          ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+        });
+        this.replayers.push(replayer);
+        this.extractors.push(new OperationExtractor((op) => replayer.apply(op), { limits }));
+      }
+    }
+    if (options.mode !== 'shadow') {
+      const clientOptions = {
+        connections: 1,
+        requestTimeoutMs: secondaryTimeoutMs,
+        connectTimeoutMs: secondaryTimeoutMs,
+        backoffInitialMs: 100,
+        backoffMaxMs: options.secondaryBackoffMs ?? 2000,
+      };
+      this.secondaryClient = new PoolClient(options.secondary, clientOptions);
+      this.primaryClient =
+        options.mode === 'warm'
+          ? new PoolClient(options.primary, { ...clientOptions, requestTimeoutMs: timeoutMs })
+          : undefined;
+    }
+    const ctx: ProxyContext = {
+      mode: options.mode,
+      primary: options.primary,
+      secondary: options.secondary,
+      timeoutMs,
+      secondaryTimeoutMs,
+      maxInFlight: Math.max(2, options.maxInFlight ?? 1024),
+      counters: this.counters,
+      tap: (index, sessionId) => this.tap(index, sessionId),
+      secondaryUsable: (index) => Date.now() >= (this.downUntil[index] ?? 0),
+      secondaryMissed: (index, key, reason) => this.missed(index, key, reason),
+      deleted: (key) => this.noteDelete(key),
+      warm: (key) => this.warm(key),
+      track: (up) => this.upstreams.add(up),
+      untrack: (up) => this.upstreams.delete(up),
+    };
+    this.listener = new Listener(options.listen ?? {}, (socket, id) => serve(ctx, socket, id, limits));
+  }
+
+  async start(): Promise<{ host: string; port: number }> {
+    const bound = await this.listener.listen();
+    this.started = Date.now();
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+    if (this.options.backfill !== undefined && this.options.mode === 'shadow') this.startBackfill();
+    return bound;
+  }
+
+  get address(): string {
+    return this.listener.address;
+  }
+
+  /**
+   * Graceful stop: no new connections, in-flight requests answered (up to
+   * `graceMs`), then the shadow queues drain (up to `drainMs`).
+   */
+  async stop(graceMs = 5000, drainMs = 5000): Promise<ProxyStatus> {
+    this.abort.abort();
+    await this.listener.close(graceMs);
+    clearInterval(this.sweepTimer);
+    for (const up of this.upstreams) up.destroy();
+    await Promise.all(this.replayers.map((r) => r.close(drainMs)));
+    if (this.rememberedCount > 0) await this.invalidate();
+    this.secondaryClient?.destroy();
+    this.primaryClient?.destroy();
+    return this.status();
+  }
+
+  status(): ProxyStatus {
+    return {
+      mode: this.options.mode,
+      address: this.listener.address,
+      seconds: this.started === 0 ? 0 : (Date.now() - this.started) / 1000,
+      connections: { ...this.listener.counters },
+      proxy: { ...this.counters },
+      remembered: this.rememberedCount,
+      rememberOverflow: this.rememberOverflow,
+      invalidated: this.invalidated,
+      operations:
+        this.options.mode === 'shadow' ? sumCounters(this.extractors.map((e) => e.counters)) : undefined,
+      replay: this.options.mode === 'shadow' ? sumReplay(this.replayers.map((r) => r.counters)) : undefined,
+      backfill: this.backfills.map((b) => ({ ...b })),
+    };
+  }
+
+  /** Shadow mode: waits until the replayers' queues are empty (true) or `timeoutMs` passed. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const results = await Promise.all(this.replayers.map((r) => r.drain(timeoutMs)));
+    return results.every(Boolean);
+  }
+
+  private tap(index: number, sessionId: number): UpstreamTap | undefined {
+    const extractor = this.extractors[index];
+    if (extractor === undefined) return undefined;
+    const server = this.options.primary.servers[index];
+    const flow: Flow = {
+      id: this.nextFlow++,
+      client: { family: 4, address: '127.0.0.1', port: sessionId & 0xffff },
+      server: { family: 4, address: server?.host ?? '', port: server?.port ?? 0 },
+      midstream: false,
+      openedMicros: Date.now() * 1000,
+    };
+    extractor.open(flow);
+    return {
+      sent: (chunk) => extractor.data(flow, 'request', chunk, Date.now() * 1000),
+      received: (chunk) => extractor.data(flow, 'response', chunk, Date.now() * 1000),
+      closed: () => extractor.close(flow, 'fin'),
+    };
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const up of this.upstreams) up.sweep(now);
+    if (this.rememberedCount > 0 && !this.invalidating) void this.invalidate();
+  }
+
+  private missed(index: number, key: Buffer, reason: string | undefined): void {
+    if (reason !== undefined && reason !== 'error reply' && reason !== 'error status') {
+      const backoff = this.options.secondaryBackoffMs ?? 2000;
+      if (Date.now() >= (this.downUntil[index] ?? 0)) {
+        this.options.onWarning?.(
+          `secondary ${this.options.secondary.servers[index]?.address}: ${reason}; skipped for ${backoff} ms`,
+        );
+      }
+      this.downUntil[index] = Date.now() + backoff;
+    }
+    if (key.length === 0) return;
+    const set = this.remembered[index];
+    if (set === undefined) return;
+    const k = key.toString('latin1');
+    if (set.has(k)) return;
+    if (this.rememberedCount >= (this.options.maxRememberedKeys ?? 1_000_000)) {
+      this.rememberOverflow++;
+      return;
+    }
+    set.add(k);
+    this.rememberedCount++;
+  }
+
+  /** Deletes remembered keys on secondary servers that are usable again. */
+  private async invalidate(): Promise<void> {
+    const client = this.secondaryClient;
+    if (client === undefined) return;
+    this.invalidating = true;
+    try {
+      for (let index = 0; index < this.remembered.length; index++) {
+        const set = this.remembered[index] as Set<string>;
+        if (set.size === 0 || Date.now() < (this.downUntil[index] ?? 0)) continue;
+        const server = client.clients[index];
+        if (server === undefined) continue;
+        for (const k of [...set].slice(0, 1000)) {
+          try {
+            await server.delete(Buffer.from(k, 'latin1'));
+          } catch {
+            this.downUntil[index] = Date.now() + (this.options.secondaryBackoffMs ?? 2000);
+            break;
+          }
+          set.delete(k);
+          this.rememberedCount--;
+          this.invalidated++;
+        }
+      }
+    } finally {
+      this.invalidating = false;
+    }
+  }
+
+  private noteDelete(key: Buffer): void {
+    const k = key.toString('latin1');
+    this.deletedAt.delete(k);
+    this.deletedAt.set(k, ++this.deleteSeq);
+    if (this.deletedAt.size > DELETED_MEMORY) {
+      const oldest = this.deletedAt.keys().next();
+      if (!oldest.done) this.deletedAt.delete(oldest.value);
+    }
+  }
+
+  /**
+   * Warm mode: the old pool's value of a key the new pool missed, written to
+   * the new pool in add mode with the remaining TTL (so a write that raced
+   * ahead wins). A key deleted while the lookup ran, or whose delete may not
+   * have reached the old pool, is a miss: a deleted key never comes back.
+   */
+  private async warm(key: Buffer): Promise<WarmItem | undefined> {
+    const old = this.secondaryClient;
+    const fresh = this.primaryClient;
+    if (old === undefined || fresh === undefined) return undefined;
+    const index = this.options.secondary.distribution.serverFor(key);
+    const k = key.toString('latin1');
+    if (this.remembered[index]?.has(k) || Date.now() < (this.downUntil[index] ?? 0)) return undefined;
+    this.counters.warmLookups++;
+    const mark = this.deleteSeq;
+    let reply;
+    try {
+      reply = await old.clientFor(key).mg(key, ['v', 'f', 't']);
+    } catch (err) {
+      this.missed(index, Buffer.alloc(0), err instanceof Error ? err.message : String(err));
+      return undefined;
+    }
+    if (reply.code !== 'VA' || reply.value === undefined) return undefined;
+    if ((this.deletedAt.get(k) ?? 0) > mark) return undefined;
+    const ttl = Number(reply.flags.find((f) => f.startsWith('t'))?.slice(1) ?? '-1');
+    const flags = Number(reply.flags.find((f) => f.startsWith('f'))?.slice(1) ?? '0');
+    if (ttl === 0 || Number.isNaN(ttl)) return undefined;
+    const item = { value: Buffer.from(reply.value), flags };
+    try {
+      await fresh.clientFor(key).add(key, item.value, { flags, exptime: ttl < 0 ? 0 : ttl });
+    } catch {
+      // The client still gets the value; the next miss tries the fill again.
+    }
+    if ((this.deletedAt.get(k) ?? 0) > mark) return undefined;
+    this.counters.warmHits++;
+    return item;
+  }
+
+  private startBackfill(): void {
+    const backfill = this.options.backfill;
+    if (backfill === undefined) return;
+    this.options.primary.servers.forEach((server, index) => {
+      const state: ProxyStatus['backfill'][number] = {
+        progress: undefined,
+        report: undefined,
+        error: undefined,
+      };
+      this.backfills.push(state);
+      const replayer = this.replayers[index];
+      runCopy(
+        {
+          ...backfill,
+          from: parsePoolSpec(server.address, 'modula', { where: '--from' }),
+          to: this.options.secondary,
+          ...(replayer ? { freshness: replayer } : {}),
+          signal: this.abort.signal,
+        },
+        { onProgress: (p: CopyProgress) => (state.progress = p) },
+      ).then(
+        (report) => (state.report = report),
+        (err: unknown) => (state.error = err instanceof Error ? err.message : String(err)),
+      );
+    });
+  }
+}
+
+/** Picks the session by the connection's first byte, as memcached does. */
+function serve(ctx: ProxyContext, socket: Socket, id: number, limits: Limits) {
+  let session: AsciiProxySession | BinaryProxySession | undefined;
+  socket.on('error', () => undefined);
+  socket.once('data', (first: Buffer) => {
+    session = isBinaryStart(first[0])
+      ? new BinaryProxySession(ctx, socket, id, limits)
+      : new AsciiProxySession(ctx, socket, id, limits);
+    session.start(first);
+  });
+  return {
+    finish: (): Promise<void> => {
+      if (session !== undefined) return session.finish();
+      socket.destroy();
+      return Promise.resolve();
+    },
+    destroy: (): void => {
+      socket.destroy();
+    },
+  };
+}
+
+function sumCounters(list: OperationCounters[]): OperationCounters | undefined {
+  const [first, ...rest] = list;
+  if (first === undefined) return undefined;
+  const out = { ...first } as Record<string, unknown>;
+  for (const c of rest) {
+    for (const [name, value] of Object.entries(c)) {
+      if (typeof value === 'number') out[name] = ((out[name] as number | undefined) ?? 0) + value;
+    }
+  }
+  return out as unknown as OperationCounters;
+}
+
+function sumReplay(list: ReplayCounters[]): ReplayCounters | undefined {
+  const [first, ...rest] = list;
+  if (first === undefined) return undefined;
+  if (rest.length === 0) return first;
+  const out = structuredClone(first);
+  for (const c of rest) {
+    out.seen += c.seen;
+    out.applied += c.applied;
+    out.dropped += c.dropped;
+    out.invalidated += c.invalidated;
+    out.unrecoverable += c.unrecoverable;
+    out.failed += c.failed;
+    out.diverged += c.diverged;
+    out.queued += c.queued;
+    out.remembered += c.remembered;
+    out.bytes += c.bytes;
+    out.fills.attempted += c.fills.attempted;
+    out.fills.applied += c.fills.applied;
+    out.fills.skipped += c.fills.skipped;
+    for (const [k, v] of Object.entries(c.skipped)) out.skipped[k] = (out.skipped[k] ?? 0) + v;
+    out.lag.max = Math.max(out.lag.max, c.lag.max);
+  }
+  return out;
+}
