@@ -333,7 +333,10 @@ class CopyJob {
     const address = this.options.from.servers[index]!.address;
     const source = new BatchLink(parseEndpoint(address), this.options.connection ?? {});
     const governor = new LatencyGovernor(Math.max(1, this.options.concurrency ?? 4));
-    const batchKeys = Math.max(1, this.options.batchKeys ?? 1024);
+    // Under --rate a batch is no larger than the bucket's burst, so the first
+    // batch cannot run ahead of the rate (a larger take is let through at once).
+    const rateCap = this.options.rate ? Math.max(1, Math.floor(this.options.rate / 10)) : Infinity;
+    const batchKeys = Math.max(1, Math.min(this.options.batchKeys ?? 1024, rateCap));
     const batchBytes = Math.max(1, this.options.batchBytes ?? 4 * 1024 * 1024);
     const saved = this.state?.sources[index];
     // Batches finish out of order; the checkpoint moves over the finished prefix only.

@@ -18,6 +18,8 @@ import { parseMemory } from '../../topology/pool.js';
 import { formatBytes, formatDuration } from '../format.js';
 import { UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
+import type { DashboardSnapshot } from '../dashboard/server.js';
+import { addWebOptions, serveWeb } from '../web.js';
 
 interface CopyFlags extends PoolFlags {
   order: string;
@@ -33,6 +35,8 @@ interface CopyFlags extends PoolFlags {
   resume?: boolean;
   json?: boolean;
   progress?: boolean;
+  web?: string;
+  webAllowRemote?: boolean;
 }
 
 function count(option: string, text: string | undefined, min = 1): number | undefined {
@@ -54,11 +58,9 @@ function size(option: string, text: string | undefined): number | undefined {
 
 export function registerCopy(program: Command, out: Output): void {
   poolOptions(
-    program
-      .command('copy')
-      .description(
-        "copy the old pool's keys into the new pool, hottest first, with flags and remaining TTLs",
-      ),
+    addWebOptions(program.command('copy')).description(
+      "copy the old pool's keys into the new pool, hottest first, with flags and remaining TTLs",
+    ),
   )
     .option('--order <order>', 'hottest (most recently used first) or dump (as listed)', 'hottest')
     .option('--rate <keys>', 'at most this many keys per second')
@@ -115,19 +117,37 @@ export function registerCopy(program: Command, out: Output): void {
         ...defined('resume', flags.resume),
       };
       const view = flags.progress === false ? undefined : new ProgressView(process.stderr);
+      let latest: CopyProgress | undefined;
+      const dashboard = await serveWeb(flags, 'copy', () => copySnapshot(latest));
       let report: CopyReport;
       try {
         report = await runCopy(options, {
-          onProgress: (p) => view?.update(p),
+          onProgress: (p) => {
+            latest = p;
+            view?.update(p);
+          },
           onWarning: (w) => process.stderr.write(`memshift: warning: ${w}\n`),
         });
       } finally {
         view?.stop();
+        await dashboard?.close();
         process.off('SIGINT', onSignal);
       }
       out.write(flags.json ? JSON.stringify(report, null, 2) : renderCopy(report, from.name, to.name));
       out.exitCode = report.interrupted || report.errors.length > 0 ? 1 : 0;
     });
+}
+
+/** The copy's figures for the dashboard and /metrics. */
+function copySnapshot(p: CopyProgress | undefined): DashboardSnapshot {
+  const counters: Record<string, number> = { 'keys/copied': p?.copied ?? 0, 'bytes/written': p?.bytes ?? 0 };
+  for (const reason of SKIP_REASONS) counters[`skipped/${reason}`] = p?.skipped[reason] ?? 0;
+  return {
+    time: Date.now(),
+    counters,
+    gauges: { 'rate/keys per second': p?.keysPerSecond ?? 0 },
+    progress: { copy: { done: p?.done ?? 0, total: p?.total ?? 0 } },
+  };
 }
 
 function defined<K extends string, V>(name: K, value: V | undefined): { [P in K]?: V } {

@@ -7,8 +7,8 @@ import type { Command } from 'commander';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
 import { MirrorJob, type MirrorRoute, type MirrorSummary } from '../../jobs/mirror.js';
-import { startDashboard, type Dashboard, type DashboardSnapshot } from '../dashboard/server.js';
-import { createMetricsRegistry, registerSnapshotMetrics } from '../metrics.js';
+import type { Dashboard, DashboardSnapshot } from '../dashboard/server.js';
+import { addWebOptions, serveWeb } from '../web.js';
 import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
 import { formatTable } from '../format.js';
 import { UsageError, type Output } from '../options.js';
@@ -48,8 +48,7 @@ interface MirrorFlags {
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 export function registerMirror(program: Command, out: Output): void {
-  program
-    .command('mirror')
+  addWebOptions(program.command('mirror'))
     .description('mirror live traffic of a source server to the new pool, protocol-aware (passive capture)')
     .option('--port <port>', 'source memcached port to capture (repeatable; default 11211)', collect, [])
     .option('--to <pool>', 'target pool for --port: a name from --pools or host:port[:weight],...')
@@ -94,11 +93,6 @@ export function registerMirror(program: Command, out: Output): void {
     .option(
       '--backfill-max-ttl <seconds>',
       'with --backfill: cap the TTL written (keys without expiry get it too)',
-    )
-    .option('--web <host:port>', 'serve a live dashboard and Prometheus /metrics on this loopback address')
-    .option(
-      '--web-allow-remote',
-      'let --web listen on a non-loopback address (no authentication: firewall it)',
     )
     .option('--json', 'print the summary at exit as JSON')
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
@@ -158,22 +152,8 @@ export function registerMirror(program: Command, out: Output): void {
       let dashboard: Dashboard | undefined;
       try {
         await job.start();
-        if (flags.web !== undefined) {
-          const metrics = createMetricsRegistry();
-          const snapshot = (): DashboardSnapshot => mirrorSnapshot(job.summary());
-          registerSnapshotMetrics(metrics, 'mirror', snapshot);
-          dashboard = await startDashboard({
-            listen: flags.web,
-            title: 'memshift mirror',
-            snapshot,
-            metrics,
-            allowRemote: flags.webAllowRemote === true,
-          });
-          process.stderr.write(
-            `memshift mirror: dashboard on ${dashboard.url} (metrics on ${dashboard.url}metrics)\n`,
-          );
-          log?.({ event: 'web', url: dashboard.url });
-        }
+        dashboard = await serveWeb(flags, 'mirror', () => mirrorSnapshot(job.summary()));
+        if (dashboard) log?.({ event: 'web', url: dashboard.url });
         status.start();
         const summary = await job.done;
         status.stop();
