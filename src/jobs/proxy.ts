@@ -49,6 +49,8 @@ export interface ProxyOptions {
   /** Keys remembered for invalidation on the secondary (dual and warm modes; default 1,000,000). */
   readonly maxRememberedKeys?: number;
   readonly limits?: Limits;
+  /** Shadow mode: false forwards to the primary only, touching the secondary not at all (a plain proxy; default true). */
+  readonly shadow?: boolean;
   /** Shadow mode: the replayers' tuning. */
   readonly replay?: ProxyReplayTuning;
   /** Shadow mode: copy what each primary server already holds to the secondary, guarded by the shadow's freshness. */
@@ -121,7 +123,7 @@ export class Proxy {
     this.remembered = Array.from({ length: secondaryServers }, () => new Set<string>());
     const timeoutMs = options.timeoutMs ?? 2000;
     const secondaryTimeoutMs = options.secondaryTimeoutMs ?? 250;
-    if (options.mode === 'shadow') {
+    if (options.mode === 'shadow' && options.shadow !== false) {
       for (const server of options.primary.servers) {
         const replayer = new Replayer({
           ...options.replay,

@@ -1,0 +1,258 @@
+/**
+ * What does memshift proxy cost? One run, one load generator (memcaslap from
+ * libmemcached-tools, 90% get / 10% set, as it defaults), four targets on this
+ * machine, taken in turns so drift hits them alike:
+ *   - memcached directly,
+ *   - twemproxy (Debian `nutcracker`) in front of it,
+ *   - memshift proxy in front of it, shadowing off (a plain proxy),
+ *   - memshift proxy in front of it, shadowing every mutation to a second memcached.
+ * Each proxy runs in its own process. Reports ops/s and latency (avg, and
+ * p50/p90/p99 as the upper bound of memcaslap's log2 histogram bucket) as the
+ * median of PROXY_BENCH_RUNS runs of PROXY_BENCH_SECONDS each. Prints JSON.
+ *
+ *   node dist/bench/proxy.js
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, startMemcached } from '../src/jobs/local-memcached.js';
+import { Proxy } from '../src/jobs/proxy.js';
+import { parsePoolSpec } from '../src/topology/pool.js';
+
+const RUNS = Number(process.env['PROXY_BENCH_RUNS'] ?? 3);
+const SECONDS = Number(process.env['PROXY_BENCH_SECONDS'] ?? 5);
+const THREADS = Number(process.env['PROXY_BENCH_THREADS'] ?? 2);
+const CONCURRENCY = Number(process.env['PROXY_BENCH_CONCURRENCY'] ?? 32);
+const SELF = fileURLToPath(import.meta.url);
+
+interface Sample {
+  ops: number;
+  avgUs: number;
+  p50Us: number;
+  p90Us: number;
+  p99Us: number;
+}
+
+/** Child mode: `proxy.js serve <shadow|plain> <primary> <secondary>` runs a proxy until SIGTERM. */
+async function serve(kind: string, primary: string, secondary: string): Promise<void> {
+  const proxy = new Proxy({
+    mode: 'shadow',
+    shadow: kind === 'shadow',
+    primary: parsePoolSpec(primary, 'ketama'),
+    secondary: parsePoolSpec(secondary, 'ketama'),
+    listen: { host: '127.0.0.1', port: 0 },
+  });
+  const { port } = await proxy.start();
+  process.stdout.write(`${port}\n`);
+  process.once('SIGTERM', () => {
+    void proxy.stop(1000, 1000).then((status) => {
+      process.stderr.write(JSON.stringify({ replay: status.replay, proxy: status.proxy }) + '\n');
+      process.exit(0);
+    });
+  });
+}
+
+function runChild(
+  cmd: string,
+  args: string[],
+  waitForLine: boolean,
+): Promise<{ child: ChildProcess; line: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.on('error', reject);
+    if (!waitForLine) {
+      resolve({ child, line: '' });
+      return;
+    }
+    let out = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve({ child, line: out.slice(0, nl) });
+    });
+    child.on('exit', (code) => reject(new Error(`${cmd} exited with ${code} before it was ready`)));
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<string> {
+  let err = '';
+  child.stderr?.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  if (child.exitCode !== null) return err;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+  return err;
+}
+
+/** One memcaslap run against `address`; parses the total ops/s and the latency histogram. */
+async function memcaslap(address: string): Promise<Sample> {
+  const args = [
+    '-s',
+    address,
+    '-t',
+    `${SECONDS}s`,
+    '-T',
+    String(THREADS),
+    '-c',
+    String(CONCURRENCY),
+    '-S',
+    `${SECONDS}s`,
+  ];
+  const child = spawn('memcaslap', args, { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), (SECONDS + 30) * 1000);
+  await new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  clearTimeout(timer);
+  const tps = /Run time: [\d.]+s Ops: \d+ TPS: (\d+)/.exec(out);
+  const total = out.slice(out.lastIndexOf('Total Statistics ('));
+  const avg = /Avg:\s+(\d+)/.exec(total);
+  if (!tps || !avg) throw new Error(`memcaslap output not understood:\n${out.slice(-2000)}`);
+  // Log2 Dist rows: "<b>: n n n n" counts for buckets 2^b .. 2^(b+3) microseconds.
+  const buckets: number[] = [];
+  for (const m of total.matchAll(/^\s+(\d+):((?:\s+\d+)+)\s*$/gm)) {
+    const base = Number(m[1]);
+    (m[2] ?? '')
+      .trim()
+      .split(/\s+/)
+      .forEach((n, i) => (buckets[base + i] = Number(n)));
+  }
+  const count = buckets.reduce((a, b) => a + (b ?? 0), 0);
+  const percentile = (q: number): number => {
+    let seen = 0;
+    for (let b = 0; b < buckets.length; b++) {
+      seen += buckets[b] ?? 0;
+      if (seen >= q * count) return 2 ** (b + 1);
+    }
+    return NaN;
+  };
+  return {
+    ops: Number(tps[1]),
+    avgUs: Number(avg[1]),
+    p50Us: percentile(0.5),
+    p90Us: percentile(0.9),
+    p99Us: percentile(0.99),
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+async function main(): Promise<void> {
+  const primary = await startMemcached({ memoryMb: 256 });
+  const secondary = await startMemcached({ memoryMb: 256 });
+  const dir = mkdtempSync(join(tmpdir(), 'memshift-bench-proxy-'));
+  const children: ChildProcess[] = [];
+  try {
+    const twemPort = await freePort();
+    const conf = join(dir, 'nutcracker.yml');
+    writeFileSync(
+      conf,
+      [
+        'bench:',
+        `  listen: 127.0.0.1:${twemPort}`,
+        '  hash: fnv1a_64',
+        '  distribution: ketama',
+        '  timeout: 2000',
+        '  auto_eject_hosts: false',
+        '  servers:',
+        `    - ${primary.address}:1`,
+        '',
+      ].join('\n'),
+    );
+    const statsPort = await freePort();
+    const twem = await runChild(
+      'nutcracker',
+      [
+        '-c',
+        conf,
+        '-s',
+        String(statsPort),
+        '-a',
+        '127.0.0.1',
+        '-p',
+        join(dir, 'nc.pid'),
+        '-o',
+        join(dir, 'nc.log'),
+      ],
+      false,
+    );
+    children.push(twem.child);
+    const plain = await runChild(
+      process.execPath,
+      [SELF, 'serve', 'plain', primary.address, secondary.address],
+      true,
+    );
+    children.push(plain.child);
+    const shadow = await runChild(
+      process.execPath,
+      [SELF, 'serve', 'shadow', primary.address, secondary.address],
+      true,
+    );
+    children.push(shadow.child);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const targets: Record<string, string> = {
+      direct: primary.address,
+      twemproxy: `127.0.0.1:${twemPort}`,
+      memshift_shadow_off: `127.0.0.1:${plain.line}`,
+      memshift_shadow_on: `127.0.0.1:${shadow.line}`,
+    };
+    const samples: Record<string, Sample[]> = {};
+    for (let run = 0; run < RUNS; run++) {
+      for (const [name, address] of Object.entries(targets)) {
+        (samples[name] ??= []).push(await memcaslap(address));
+      }
+    }
+    const result: Record<string, Sample> = {};
+    for (const [name, list] of Object.entries(samples)) {
+      result[name] = {
+        ops: median(list.map((s) => s.ops)),
+        avgUs: median(list.map((s) => s.avgUs)),
+        p50Us: median(list.map((s) => s.p50Us)),
+        p90Us: median(list.map((s) => s.p90Us)),
+        p99Us: median(list.map((s) => s.p99Us)),
+      };
+    }
+    const shadowReport = await stopChild(shadow.child);
+    const twemOps = result['twemproxy']?.ops ?? NaN;
+    process.stdout.write(
+      JSON.stringify(
+        {
+          bench: 'proxy',
+          generator: `memcaslap -t ${SECONDS}s -T ${THREADS} -c ${CONCURRENCY} (90% get, 10% set)`,
+          runs: RUNS,
+          median: result,
+          ratios: {
+            shadowOffVsTwemproxy: (result['memshift_shadow_off']?.ops ?? NaN) / twemOps,
+            shadowOnVsTwemproxy: (result['memshift_shadow_on']?.ops ?? NaN) / twemOps,
+            shadowOnVsShadowOff:
+              (result['memshift_shadow_on']?.ops ?? NaN) / (result['memshift_shadow_off']?.ops ?? NaN),
+          },
+          shadow: JSON.parse(shadowReport.trim().split('\n').pop() ?? 'null') as unknown,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+  } finally {
+    for (const child of children) await stopChild(child);
+    await primary.stop();
+    await secondary.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === 'serve') {
+  await serve(process.argv[3] ?? 'plain', process.argv[4] ?? '', process.argv[5] ?? '');
+} else {
+  await main();
+}
