@@ -49,6 +49,8 @@ describe('memshift demo (the migration scenario)', () => {
           '--json',
           '--out',
           out,
+          '--web',
+          '127.0.0.1:0',
         ],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
@@ -56,7 +58,22 @@ describe('memshift demo (the migration scenario)', () => {
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      // The live page follows the strategies as they run.
+      let url: string | undefined;
+      for (let i = 0; i < 100 && !url; i++) {
+        url = /dashboard on (http:\/\/\S+\/)/.exec(stderr)?.[1];
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.ok(url, stderr);
+      let gauges: Record<string, number> = {};
+      for (let i = 0; i < 100 && gauges['hit ratio/big-bang'] === undefined; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        gauges = ((await (await fetch(`${url}snapshot.json`)).json()) as { gauges: Record<string, number> })
+          .gauges;
+      }
+      assert.ok((gauges['hit ratio/big-bang'] ?? -1) >= 0);
+      const code = await exited;
       assert.equal(code, 0, stderr);
       const report = JSON.parse(stdout) as { results: Result[] };
       const by = new Map(report.results.map((r) => [r.strategy, r]));

@@ -16,6 +16,7 @@ import {
 import { formatBytes, formatRatio, formatTable } from '../format.js';
 import { UsageError, type Output } from '../options.js';
 import { hitRatioSvg } from '../plot.js';
+import { addWebOptions, serveWeb } from '../web.js';
 
 interface DemoFlags {
   old: string;
@@ -30,12 +31,13 @@ interface DemoFlags {
   strategies: string;
   out: string;
   json?: boolean;
+  web?: string;
+  webAllowRemote?: boolean;
 }
 
 export function registerDemo(program: Command, out: Output): void {
   const d = DEFAULT_SCENARIO;
-  program
-    .command('demo')
+  addWebOptions(program.command('demo'))
     .description('a whole migration on local memcached instances, every strategy side by side')
     .option('--old <n>', 'memcached instances in the old pool', String(d.oldServers))
     .option('--new <n>', 'memcached instances in the new pool', String(d.newServers))
@@ -80,13 +82,29 @@ export function registerDemo(program: Command, out: Output): void {
             `cut-over, ${options.afterSeconds} s measured.\n`,
         );
       }
+      // The live page: each strategy's hit ratio as it runs (the new pool's
+      // would-be ratio during a mirror window, the application's otherwise).
+      const gauges: Record<string, number> = {};
+      let finished = 0;
+      const dashboard = await serveWeb(flags, 'demo', () => ({
+        time: Date.now(),
+        counters: {},
+        gauges: { ...gauges },
+        progress: { strategies: { done: finished, total: options.strategies.length } },
+      }));
       const report = await runScenario(options, {
+        onPhase: (strategy, phase, _second, ratio) => {
+          gauges[`hit ratio/${strategy}`] = ratio;
+          gauges[`phase/${strategy}`] = phase === 'warm-up' ? 0 : phase === 'window' ? 1 : 2;
+        },
         onResult: (r) => {
+          finished++;
           if (flags.json) return;
           const window = r.window.length ? `  before cut-over: ${r.window.map(pct).join(' ')}` : '';
           out.write(`${r.strategy.padEnd(21)} after cut-over: ${r.after.map(pct).join(' ')}${window}`);
         },
       });
+      await dashboard?.close();
       const dir = resolve(flags.out);
       mkdirSync(dir, { recursive: true });
       const table = renderScenario(report);

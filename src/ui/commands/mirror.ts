@@ -348,7 +348,6 @@ export function mirrorSnapshot(s: MirrorSummary): DashboardSnapshot {
   };
   const progress: Record<string, { done: number; total: number }> = {};
   for (const r of s.routes) {
-    const port = `:${r.sourcePort}`;
     const add = (name: string, value: number): void => {
       counters[name] = (counters[name] ?? 0) + value;
     };
@@ -359,9 +358,9 @@ export function mirrorSnapshot(s: MirrorSummary): DashboardSnapshot {
     add(`operations/invalidated`, r.replay.invalidated);
     add(`fills/applied`, r.replay.fills.applied);
     for (const [reason, n] of Object.entries(r.replay.skipped)) add(`skipped/${reason}`, n);
-    gauges[`lag seconds/p50 ${port}`] = r.replay.lag.p50 / 1000;
-    gauges[`lag seconds/p99 ${port}`] = r.replay.lag.p99 / 1000;
-    gauges[`remembered keys/${port}`] = r.replay.remembered;
+    gauges['lag seconds/p50'] = Math.max(gauges['lag seconds/p50'] ?? 0, r.replay.lag.p50 / 1000);
+    gauges['lag seconds/p99'] = Math.max(gauges['lag seconds/p99'] ?? 0, r.replay.lag.p99 / 1000);
+    gauges['remembered keys'] = (gauges['remembered keys'] ?? 0) + r.replay.remembered;
     for (const server of r.replay.servers) gauges[`queued/${server.address}`] = server.queued;
   }
   for (const b of s.backfill ?? []) {
