@@ -6,6 +6,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerDump } from './commands/dump.js';
 import { registerMirror } from './commands/mirror.js';
 import { registerPlan } from './commands/plan.js';
+import { registerProxy } from './commands/proxy.js';
 import { registerStats } from './commands/stats.js';
 import { registerTop } from './commands/top.js';
 import { registerVerify } from './commands/verify.js';
@@ -34,6 +35,7 @@ export async function main(
   registerDump(program, out);
   registerPlan(program, out);
   registerMirror(program, out);
+  registerProxy(program, out);
   registerCopy(program, out);
   registerVerify(program, out);
   registerDemo(program, out);
