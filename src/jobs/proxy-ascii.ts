@@ -17,12 +17,7 @@ import type {
   RetrievalRequest,
   ValueResponse,
 } from '../protocol/ascii-frames.js';
-import {
-  AsciiRequestParser,
-  AsciiResponseParser,
-  encodeAsciiRequest,
-  encodeAsciiResponse,
-} from '../protocol/ascii.js';
+import { AsciiRequestParser, encodeAsciiRequest, encodeAsciiResponse } from '../protocol/ascii.js';
 import { FrameDecoder } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
@@ -58,17 +53,13 @@ function quietDrops(command: MetaRequest['command'], reply: AsciiResponse): bool
 
 export class AsciiProxySession extends ProxySession<AsciiResponse> {
   private readonly decoder: FrameDecoder<AsciiRequest>;
-  private readonly limits: Limits;
 
   constructor(ctx: ProxyContext, socket: Socket, id: number, limits: Limits) {
     super(ctx, socket, id);
-    this.limits = limits;
     this.decoder = new FrameDecoder(new AsciiRequestParser(limits));
   }
 
-  protected responseParser(): AsciiResponseParser {
-    return new AsciiResponseParser(this.limits);
-  }
+  protected readonly protocol = 'ascii';
 
   protected parseChunk(chunk: Buffer): void {
     try {
@@ -187,7 +178,6 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
               this.forward(index, parts, slot, (again) => {
                 if (!drops?.(again)) slot.parts = encodeAsciiResponse(again);
               });
-              this.uncorkAll();
               this.done(slot);
             },
             () => this.done(slot),

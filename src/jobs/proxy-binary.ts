@@ -10,7 +10,6 @@ import { B } from '../protocol/bytes.js';
 import {
   BinaryOpcode as Op,
   BinaryRequestParser,
-  BinaryResponseParser,
   BinaryStatus,
   encodeBinaryResponse,
   encodeBinaryRequest,
@@ -36,17 +35,13 @@ function errorPacket(req: BinaryRequest, status: number, message: string): Buffe
 
 export class BinaryProxySession extends ProxySession<BinaryResponse> {
   private readonly decoder: FrameDecoder<BinaryRequest>;
-  private readonly limits: Limits;
 
   constructor(ctx: ProxyContext, socket: Socket, id: number, limits: Limits) {
     super(ctx, socket, id);
-    this.limits = limits;
     this.decoder = new FrameDecoder(new BinaryRequestParser(limits));
   }
 
-  protected responseParser(): BinaryResponseParser {
-    return new BinaryResponseParser(this.limits);
-  }
+  protected readonly protocol = 'binary';
 
   protected parseChunk(chunk: Buffer): void {
     try {

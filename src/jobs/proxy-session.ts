@@ -11,9 +11,8 @@
 import type { Socket } from 'node:net';
 import type { ConnectionHandler } from '../net/listener.js';
 import { Ring } from '../net/ring.js';
-import type { FrameParser } from '../protocol/decoder.js';
 import type { Pool } from '../topology/pool.js';
-import { Upstream, type UpstreamTap } from './proxy-upstream.js';
+import type { Upstream, UpstreamTap } from './proxy-upstream.js';
 
 export type ProxyMode = 'shadow' | 'warm' | 'dual';
 
@@ -59,8 +58,22 @@ export interface ProxyContext {
   deleted(key: Buffer): void;
   /** Warm mode: the key missed on the primary; its value from the secondary (now added to the primary), if any. */
   warm(key: Buffer): Promise<WarmItem | undefined>;
-  track(upstream: Upstream<unknown>): void;
-  untrack(upstream: Upstream<unknown>): void;
+  /**
+   * The upstream connection to a server for a session: shared by every
+   * session of that protocol (as twemproxy shares server connections), so
+   * requests of many clients go out in one write. A session always gets the
+   * same one, which keeps its requests to that server in order.
+   */
+  upstream(
+    protocol: 'ascii' | 'binary',
+    side: 'primary' | 'secondary',
+    index: number,
+    sessionId: number,
+  ): Upstream<unknown>;
+  /** Some primary upstream's write buffer is full. */
+  congested(): boolean;
+  /** Sessions paused for backpressure, resumed when an upstream drains. */
+  readonly paused: Set<{ maybeResume(): void }>;
 }
 
 /** One request's reply, written when every leg it waits for is done. */
@@ -82,9 +95,6 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   protected readonly socket: Socket;
   protected readonly id: number;
   private readonly slots = new Ring<Slot>(64);
-  private readonly primaryUp: (Upstream<F> | undefined)[];
-  private readonly secondaryUp: (Upstream<F> | undefined)[];
-  private readonly corked: Upstream<F>[] = [];
   private flushQueued = false;
   private reading = true;
   private finishing = false;
@@ -95,8 +105,6 @@ export abstract class ProxySession<F> implements ConnectionHandler {
     this.ctx = ctx;
     this.socket = socket;
     this.id = id;
-    this.primaryUp = new Array<Upstream<F> | undefined>(ctx.primary.servers.length);
-    this.secondaryUp = new Array<Upstream<F> | undefined>(ctx.secondary.servers.length);
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => undefined);
     socket.on('close', () => this.teardown());
@@ -105,7 +113,7 @@ export abstract class ProxySession<F> implements ConnectionHandler {
 
   /** Handles one chunk from the client; protocol sessions parse it and call `send`. */
   protected abstract parseChunk(chunk: Buffer): void;
-  protected abstract responseParser(): FrameParser<F>;
+  protected abstract readonly protocol: 'ascii' | 'binary';
 
   /** Starts reading; the first chunk is handed over by whoever picked the protocol. */
   start(first: Buffer | undefined): void {
@@ -126,20 +134,10 @@ export abstract class ProxySession<F> implements ConnectionHandler {
 
   private onData(chunk: Buffer): void {
     if (this.ended || this.finishing) return;
-    let congested = false;
-    try {
-      this.parseChunk(chunk);
-    } finally {
-      for (const up of this.corked) congested = up.congested || congested;
-      this.uncorkAll();
+    this.parseChunk(chunk);
+    if (this.slots.length >= this.ctx.maxInFlight || this.socket.writableNeedDrain || this.ctx.congested()) {
+      this.pause();
     }
-    if (congested || this.slots.length >= this.ctx.maxInFlight || this.socket.writableNeedDrain) this.pause();
-  }
-
-  /** Writes what was sent upstream since the last call (requests are coalesced per client chunk). */
-  protected uncorkAll(): void {
-    for (const up of this.corked) up.uncork();
-    this.corked.length = 0;
   }
 
   /** Queues a reply slot in request order. */
@@ -160,28 +158,9 @@ export abstract class ProxySession<F> implements ConnectionHandler {
     if (--slot.pending === 0) this.scheduleFlush();
   }
 
+  /** The shared connection this session uses to reach a server (one protocol, one order per session). */
   protected upstream(side: 'primary' | 'secondary', index: number): Upstream<F> {
-    const list = side === 'primary' ? this.primaryUp : this.secondaryUp;
-    let up = list[index];
-    if (up === undefined || up.dead) {
-      const pool = side === 'primary' ? this.ctx.primary : this.ctx.secondary;
-      const server = pool.servers[index];
-      if (server === undefined) throw new Error(`no ${side} server ${index}`);
-      const created: Upstream<F> = new Upstream(server.address, this.responseParser(), {
-        timeoutMs: side === 'primary' ? this.ctx.timeoutMs : this.ctx.secondaryTimeoutMs,
-        tap: side === 'primary' ? this.ctx.tap(index, this.id) : undefined,
-        onDown: () => this.ctx.untrack(created as Upstream<unknown>),
-        onDrain: () => this.maybeResume(),
-      });
-      up = created;
-      list[index] = up;
-      this.ctx.track(up as Upstream<unknown>);
-    }
-    if (!this.corked.includes(up)) {
-      up.cork();
-      this.corked.push(up);
-    }
-    return up;
+    return this.ctx.upstream(this.protocol, side, index, this.id) as Upstream<F>;
   }
 
   private scheduleFlush(): void {
@@ -217,14 +196,22 @@ export abstract class ProxySession<F> implements ConnectionHandler {
     if (!this.reading) return;
     this.reading = false;
     this.ctx.counters.paused++;
+    this.ctx.paused.add(this);
     this.socket.pause();
   }
 
-  private maybeResume(): void {
+  /** Reads again once its replies, its socket and the shared upstreams have room. */
+  maybeResume(): void {
     if (this.reading || this.ended || this.finishing) return;
-    if (this.slots.length > this.ctx.maxInFlight / 2 || this.socket.writableNeedDrain) return;
-    for (const up of this.primaryUp) if (up !== undefined && !up.dead && up.congested) return;
+    if (
+      this.slots.length > this.ctx.maxInFlight / 2 ||
+      this.socket.writableNeedDrain ||
+      this.ctx.congested()
+    ) {
+      return;
+    }
     this.reading = true;
+    this.ctx.paused.delete(this);
     this.socket.resume();
   }
 
@@ -233,8 +220,8 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   }
 
   private teardown(): void {
+    // Upstreams are shared: legs still in flight for this session finish there and are discarded.
     this.ended = true;
-    for (const up of this.primaryUp) up?.destroy();
-    for (const up of this.secondaryUp) up?.destroy();
+    this.ctx.paused.delete(this);
   }
 }

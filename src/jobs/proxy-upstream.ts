@@ -36,6 +36,8 @@ export interface UpstreamOptions {
   readonly tap?: UpstreamTap | undefined;
   /** Called once when the connection is given up (error, close, timeout). */
   readonly onDown?: ((reason: string) => void) | undefined;
+  /** Called when a write leaves the socket's buffer over its high-water mark. */
+  readonly onCongested?: (() => void) | undefined;
   /** Called when the socket drains after a full write buffer. */
   readonly onDrain?: (() => void) | undefined;
 }
@@ -47,6 +49,7 @@ export class Upstream<F> {
   private readonly decoder: FrameDecoder<F>;
   private readonly options: UpstreamOptions;
   private down: string | undefined;
+  private corked = false;
 
   constructor(address: string, parser: FrameParser<F>, options: UpstreamOptions) {
     this.address = address;
@@ -81,20 +84,25 @@ export class Upstream<F> {
     }
     leg.sentAt = now;
     this.legs.push(leg);
+    if (!this.corked) {
+      // Requests from every client this tick leave in one write (the socket's writev).
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(this.uncork);
+    }
     const tap = this.options.tap;
+    let full = false;
     for (const part of parts) {
-      this.socket.write(part);
+      full = !this.socket.write(part);
       if (tap) tap.sent(part);
     }
+    if (full) this.options.onCongested?.();
   }
 
-  cork(): void {
-    this.socket.cork();
-  }
-
-  uncork(): void {
+  private readonly uncork = (): void => {
+    this.corked = false;
     this.socket.uncork();
-  }
+  };
 
   /** Fails everything if the oldest leg has waited past the timeout. */
   sweep(now: number): void {

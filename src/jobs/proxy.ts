@@ -25,7 +25,10 @@ import { runCopy, type CopyOptions, type CopyProgress, type CopyReport } from '.
 import { BinaryProxySession, isBinaryStart } from './proxy-binary.js';
 import { AsciiProxySession } from './proxy-ascii.js';
 import type { ProxyContext, ProxyCounters, ProxyMode, WarmItem } from './proxy-session.js';
-import type { Upstream, UpstreamTap } from './proxy-upstream.js';
+import { Upstream, type UpstreamTap } from './proxy-upstream.js';
+import { AsciiResponseParser } from '../protocol/ascii.js';
+import { BinaryResponseParser } from '../protocol/binary.js';
+import type { FrameParser } from '../protocol/decoder.js';
 
 export type { ProxyCounters, ProxyMode, WarmItem } from './proxy-session.js';
 
@@ -44,6 +47,8 @@ export interface ProxyOptions {
   readonly secondaryTimeoutMs?: number;
   /** A secondary server that failed is skipped this long (default 2000 ms). */
   readonly secondaryBackoffMs?: number;
+  /** Connections to each server, shared by all clients (default 1); a client always uses the same one. */
+  readonly connectionsPerServer?: number;
   /** Requests in flight per client connection before reading from it pauses (default 1024). */
   readonly maxInFlight?: number;
   /** Keys remembered for invalidation on the secondary (dual and warm modes; default 1,000,000). */
@@ -96,6 +101,13 @@ export class Proxy {
   };
   private readonly listener: Listener;
   private readonly upstreams = new Set<Upstream<unknown>>();
+  private readonly shared = new Map<number, Upstream<unknown>>();
+  private readonly paused = new Set<{ maybeResume(): void }>();
+  private congestedCount = 0;
+  private readonly perServer: number;
+  private readonly limits: Limits;
+  private readonly timeoutMs: number;
+  private readonly secondaryTimeoutMs: number;
   private readonly extractors: OperationExtractor[] = [];
   private readonly replayers: Replayer[] = [];
   private readonly downUntil: number[];
@@ -123,6 +135,10 @@ export class Proxy {
     this.remembered = Array.from({ length: secondaryServers }, () => new Set<string>());
     const timeoutMs = options.timeoutMs ?? 2000;
     const secondaryTimeoutMs = options.secondaryTimeoutMs ?? 250;
+    this.limits = limits;
+    this.timeoutMs = timeoutMs;
+    this.secondaryTimeoutMs = secondaryTimeoutMs;
+    this.perServer = Math.max(1, Math.floor(options.connectionsPerServer ?? 1));
     if (options.mode === 'shadow' && options.shadow !== false) {
       for (const server of options.primary.servers) {
         const replayer = new Replayer({
@@ -162,8 +178,9 @@ export class Proxy {
       secondaryMissed: (index, key, reason) => this.missed(index, key, reason),
       deleted: (key) => this.noteDelete(key),
       warm: (key) => this.warm(key),
-      track: (up) => this.upstreams.add(up),
-      untrack: (up) => this.upstreams.delete(up),
+      upstream: (protocol, side, index, sessionId) => this.upstream(protocol, side, index, sessionId),
+      congested: () => this.congestedCount > 0,
+      paused: this.paused,
     };
     this.listener = new Listener(options.listen ?? {}, (socket, id) => serve(ctx, socket, id, limits));
   }
@@ -218,6 +235,61 @@ export class Proxy {
   async drain(timeoutMs: number): Promise<boolean> {
     const results = await Promise.all(this.replayers.map((r) => r.drain(timeoutMs)));
     return results.every(Boolean);
+  }
+
+  private upstream(
+    protocol: 'ascii' | 'binary',
+    side: 'primary' | 'secondary',
+    index: number,
+    sessionId: number,
+  ): Upstream<unknown> {
+    const perServer = this.perServer;
+    const slot =
+      (((protocol === 'ascii' ? 0 : 1) * 2 + (side === 'primary' ? 0 : 1)) * 65536 + index) * perServer +
+      (sessionId % perServer);
+    let up = this.shared.get(slot);
+    if (up === undefined || up.dead) {
+      const pool = side === 'primary' ? this.options.primary : this.options.secondary;
+      const server = pool.servers[index];
+      if (server === undefined) throw new Error(`no ${side} server ${index}`);
+      const parser =
+        protocol === 'ascii' ? new AsciiResponseParser(this.limits) : new BinaryResponseParser(this.limits);
+      let congested = false;
+      const created: Upstream<unknown> = new Upstream<unknown>(
+        server.address,
+        parser as FrameParser<unknown>,
+        {
+          timeoutMs: side === 'primary' ? this.timeoutMs : this.secondaryTimeoutMs,
+          tap: side === 'primary' ? this.tap(index, sessionId) : undefined,
+          onDown: () => {
+            this.upstreams.delete(created);
+            if (congested) this.congestedCount--;
+            congested = false;
+            if (this.shared.get(slot) === created) this.shared.delete(slot);
+            this.resumePaused();
+          },
+          onCongested: () => {
+            if (side === 'primary' && !congested) {
+              congested = true;
+              this.congestedCount++;
+            }
+          },
+          onDrain: () => {
+            if (congested) this.congestedCount--;
+            congested = false;
+            this.resumePaused();
+          },
+        },
+      );
+      up = created;
+      this.shared.set(slot, up);
+      this.upstreams.add(up);
+    }
+    return up;
+  }
+
+  private resumePaused(): void {
+    for (const session of [...this.paused]) session.maybeResume();
   }
 
   private tap(index: number, sessionId: number): UpstreamTap | undefined {
