@@ -3,10 +3,16 @@
  * `memshift top --keys` live on a real memcached with tcpdump on lo.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { HotKeyTracker, type HotKeyRow } from '../src/jobs/hot-keys.js';
+import { MemcachedClient } from '../src/net/client.js';
 import type { OpCommand, OpOutcome, Operation } from '../src/ops/operation.js';
 import { rng } from './support/chunks.js';
+import { startMemcached } from './support/memcached.js';
+
+const BIN = fileURLToPath(new URL('../../bin/memshift.js', import.meta.url));
 
 const SECOND = 1_000_000;
 /** A fixed capture clock: ten minutes into some day. */
@@ -181,5 +187,157 @@ describe('HotKeyTracker', () => {
     assert.equal(new Set(keys).size, keys.length, 'a key held twice');
     assert.equal(keys[0], 'anchor');
     assert.ok(top.rows.length <= 8);
+  });
+});
+
+interface KeysJson {
+  requests: number;
+  keys: {
+    key: string;
+    requests: number;
+    error: number;
+    hits: number;
+    misses: number;
+    hitRatio?: number;
+    share: number;
+    bytes: number;
+  }[];
+}
+
+/** Runs `memshift top --keys` with `args`; `during` runs once capture is listening. */
+async function topKeys(
+  args: string[],
+  during: () => Promise<void>,
+  interrupt: boolean,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, 'top', '--keys', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    for (let i = 0; i < 100 && !/counting keys/.test(stderr); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.match(stderr, /counting keys on lo port/);
+    await during();
+    if (interrupt) child.kill('SIGINT');
+    return { code: await exited, stdout, stderr };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
+
+describe('memshift top --keys, live', () => {
+  it('lists the hot keys of a skewed workload in order, with their hit ratios', async () => {
+    const server = await startMemcached();
+    try {
+      const workload = async (): Promise<void> => {
+        const client = new MemcachedClient(server.address);
+        // hot:a 1 set + 120 hits; hot:b 1 set + 30 hits, delete, 20 misses; hot:c 40 misses; 60 cold keys once.
+        await client.set('hot:a', Buffer.alloc(1000, 0x61));
+        await client.set('hot:b', 'bee');
+        const reads: Promise<unknown>[] = [];
+        for (let i = 0; i < 120; i++) reads.push(client.get('hot:a'));
+        for (let i = 0; i < 30; i++) reads.push(client.get('hot:b'));
+        await Promise.all(reads);
+        await client.delete('hot:b');
+        const more: Promise<unknown>[] = [];
+        for (let i = 0; i < 20; i++) more.push(client.get('hot:b'));
+        for (let i = 0; i < 40; i++) more.push(client.get('hot:c'));
+        for (let i = 0; i < 60; i++) more.push(client.get(`cold:${i}`));
+        await Promise.all(more);
+        await client.close();
+      };
+      const { code, stdout, stderr } = await topKeys(
+        [
+          '--once',
+          '--json',
+          '-i',
+          'lo',
+          '--port',
+          String(server.port),
+          '--window',
+          '5',
+          '--interval',
+          '60000',
+        ],
+        workload,
+        true,
+      );
+      assert.equal(code, 0, stderr);
+      const snapshot = JSON.parse(stdout) as KeysJson;
+      assert.deepEqual(
+        snapshot.keys.slice(0, 3).map((k) => [k.key, k.requests, k.hits, k.misses, k.hitRatio]),
+        [
+          ['hot:a', 121, 120, 0, 1],
+          ['hot:b', 52, 30, 20, 0.6],
+          ['hot:c', 40, 0, 40, 0],
+        ],
+      );
+      assert.equal(snapshot.requests, 121 + 52 + 40 + 60);
+      assert.equal(snapshot.keys.length, 30, 'the default limit of plain output');
+      assert.ok(snapshot.keys.every((k) => k.error === 0));
+      assert.equal(snapshot.keys[0]!.share, 121 / 273);
+      // 1000 bytes stored and 120 read back.
+      assert.equal(snapshot.keys[0]!.bytes, 121_000);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('ranks by bytes with --sort bytes and stops by itself after one interval', async () => {
+    const server = await startMemcached();
+    try {
+      const { code, stdout, stderr } = await topKeys(
+        [
+          '--once',
+          '-i',
+          'lo',
+          '--port',
+          String(server.port),
+          '--window',
+          '5',
+          '--interval',
+          '3000',
+          '--sort',
+          'bytes',
+          '--limit',
+          '2',
+        ],
+        async () => {
+          const client = new MemcachedClient(server.address);
+          await client.set('big', Buffer.alloc(5000));
+          for (let i = 0; i < 10; i++) await client.get(`small:${i % 2}`);
+          await client.close();
+        },
+        false,
+      );
+      assert.equal(code, 0, stderr);
+      const lines = stdout.trim().split('\n');
+      assert.match(lines[0]!, /^memshift top --keys {2}\d{4}-/);
+      assert.match(lines[1]!, /^window 5s .* keys held 3\/10000 {2}evicted 0/);
+      assert.match(lines[2]!, /REQ\/s\s+\[BYTES\/s\]\s+HIT\s+SHARE\s+REQS\s+KEY/);
+      // big: one store of 5000 bytes, never read (no hit ratio), 1 of 11 requests.
+      assert.match(lines[3]!, /^\s*[\d.]+\s+[\d.]+ KiB\s+-\s+9\.1%\s+1\s+big$/);
+      // Then the busier of the byte-less keys (a tie: the first by key): 5 misses.
+      assert.match(lines[4]!, /\s0 B\s+0\.0%\s+45\.5%\s+5\s+small:0$/);
+      assert.equal(lines.length, 5);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('refuses pools and a bad window with a usage error', async () => {
+    const bad = spawn(process.execPath, [BIN, 'top', '--keys', '--window', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    bad.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => bad.once('exit', resolve));
+    assert.equal(code, 2);
+    assert.match(stderr, /^memshift: --window must be a number of seconds above 0/);
   });
 });

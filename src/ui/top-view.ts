@@ -5,6 +5,7 @@
  * printed for scripts.
  */
 import terminalKit from 'terminal-kit';
+import type { HotKeyEntry, HotKeysSnapshot } from '../jobs/hot-keys.js';
 import type { InstanceRow, PoolSummary, TopSnapshot } from '../jobs/top.js';
 import { formatBytes, formatDuration, formatRatio } from './format.js';
 
@@ -212,7 +213,25 @@ const HELP = [
   '  q  or  Ctrl-C         quit',
 ];
 
-export interface TopScreenOptions {
+/** What the full screen shows: the instance table, or the hot keys. */
+export interface ScreenTable<S> {
+  /** The title's start, e.g. `memshift top`. */
+  readonly name: string;
+  readonly columns: readonly { readonly title: string; readonly numeric: boolean }[];
+  /** Columns the sort keys step through, in order. */
+  readonly sortable: readonly number[];
+  render(snapshot: S, sort: SortState): ViewLine[];
+}
+
+export const INSTANCE_TABLE: ScreenTable<TopSnapshot> = {
+  name: 'memshift top',
+  columns: TOP_COLUMNS,
+  sortable: TOP_COLUMNS.map((_, i) => i),
+  render: renderTop,
+};
+
+export interface TopScreenOptions<S> {
+  readonly table: ScreenTable<S>;
   readonly intervalMs: number;
   readonly sort: SortState;
   /** Shown in the title line, e.g. the dashboard's URL. */
@@ -225,20 +244,27 @@ export interface TopScreenOptions {
  * The full-screen view. It draws what it is given with `update()`; keys
  * change the sort, pause the display, show help or quit.
  */
-export class TopScreen {
+export class TopScreen<S> {
   private readonly term: Terminal;
-  private readonly options: TopScreenOptions;
+  private readonly options: TopScreenOptions<S>;
+  private readonly table: ScreenTable<S>;
   private readonly sort: SortState;
-  private latest: TopSnapshot | undefined;
-  private shown: TopSnapshot | undefined;
+  private latest: S | undefined;
+  private shown: S | undefined;
   private paused = false;
   private help = false;
   private started = false;
 
-  constructor(options: TopScreenOptions, term: Terminal = terminalKit.terminal) {
+  constructor(options: TopScreenOptions<S>, term: Terminal = terminalKit.terminal) {
     this.term = term;
     this.options = options;
+    this.table = options.table;
     this.sort = { ...options.sort };
+  }
+
+  /** The sort the user chose last (the hot keys are fetched in its order). */
+  get sortState(): SortState {
+    return { ...this.sort };
   }
 
   start(): void {
@@ -263,7 +289,7 @@ export class TopScreen {
     this.term.fullscreen(false);
   }
 
-  update(snapshot: TopSnapshot): void {
+  update(snapshot: S): void {
     this.latest = snapshot;
     if (!this.paused) this.shown = snapshot;
     this.draw();
@@ -272,7 +298,12 @@ export class TopScreen {
   private readonly onResize = (): void => this.draw();
 
   private readonly onKey = (name: string): void => {
-    const columns = TOP_COLUMNS.length;
+    const sortable = this.table.sortable;
+    const at = Math.max(0, sortable.indexOf(this.sort.column));
+    const step = (by: number): void => {
+      this.sort.column = sortable[(at + by + sortable.length) % sortable.length] ?? this.sort.column;
+      this.sort.descending = this.table.columns[this.sort.column]?.numeric ?? false;
+    };
     switch (name) {
       case 'q':
       case 'Q':
@@ -283,14 +314,12 @@ export class TopScreen {
       case '<':
       case ',':
       case 'LEFT':
-        this.sort.column = (this.sort.column + columns - 1) % columns;
-        this.sort.descending = defaultDescending(this.sort.column);
+        step(-1);
         break;
       case '>':
       case '.':
       case 'RIGHT':
-        this.sort.column = (this.sort.column + 1) % columns;
-        this.sort.descending = defaultDescending(this.sort.column);
+        step(1);
         break;
       case 'r':
       case 'R':
@@ -318,15 +347,15 @@ export class TopScreen {
     const term = this.term;
     const width = term.width;
     const height = term.height;
-    const column = TOP_COLUMNS[this.sort.column]!.title;
+    const column = this.table.columns[this.sort.column]?.title ?? '';
     const state = this.paused ? '  PAUSED' : '';
     const note = this.options.note ? `  ${this.options.note}` : '';
     const title =
-      `memshift top  every ${(this.options.intervalMs / 1000).toFixed(1)}s  ` +
+      `${this.table.name}  every ${(this.options.intervalMs / 1000).toFixed(1)}s  ` +
       `sort ${column} ${this.sort.descending ? 'desc' : 'asc'}${state}  h: help  q: quit${note}`;
     const lines: ViewLine[] = [{ text: title, style: 'title' }];
     if (this.help) for (const text of HELP) lines.push({ text, style: 'help' });
-    else if (this.shown) lines.push(...renderTop(this.shown, this.sort));
+    else if (this.shown) lines.push(...this.table.render(this.shown, this.sort));
     else lines.push({ text: 'polling...', style: 'row' });
     term.moveTo(1, 1);
     for (let y = 0; y < Math.min(lines.length, height); y++) {
@@ -356,3 +385,83 @@ export class TopScreen {
     term.moveTo(1, Math.min(lines.length, height) + 1).eraseDisplayBelow();
   }
 }
+
+/** Hot-key columns: the figures first, the key last, so a long key never pushes them off screen. */
+const KEY_COLUMNS: readonly {
+  readonly title: string;
+  readonly numeric: boolean;
+  readonly sortBy: (row: HotKeyEntry) => number | string;
+}[] = [
+  { title: 'REQ/s', numeric: true, sortBy: (r) => r.requests },
+  { title: 'BYTES/s', numeric: true, sortBy: (r) => r.bytes },
+  { title: 'HIT', numeric: true, sortBy: (r) => r.hitRatio ?? -1 },
+  { title: 'SHARE', numeric: true, sortBy: (r) => r.share },
+  { title: 'REQS', numeric: true, sortBy: (r) => r.requests },
+  { title: 'KEY', numeric: false, sortBy: (r) => r.key },
+];
+
+/** The sort column of the hot keys by bytes; every other sort fetches them by requests. */
+export const KEYS_BY_BYTES_COLUMN = 1;
+
+/** Longest key shown before it is cut (with an ellipsis). */
+const KEY_DISPLAY_CHARS = 120;
+
+function keyCells(row: HotKeyEntry): string[] {
+  // Counts inherited from displaced keys make this one's an upper bound: say so.
+  const requests = row.error > 0 ? `${row.requests}~` : String(row.requests);
+  const key = row.key.length > KEY_DISPLAY_CHARS ? `${row.key.slice(0, KEY_DISPLAY_CHARS - 1)}…` : row.key;
+  return [
+    perSecond(row.requestsPerSec),
+    bytesPerSecond(row.bytesPerSec),
+    formatRatio(row.hitRatio),
+    formatRatio(row.share),
+    requests,
+    key,
+  ];
+}
+
+/** The hot-key table for one snapshot: a line of totals, the header, one line per key. */
+export function renderKeys(snapshot: HotKeysSnapshot, sort: SortState): ViewLine[] {
+  const column = KEY_COLUMNS[sort.column] ?? KEY_COLUMNS[0]!;
+  const rows = [...snapshot.keys].sort((x, y) => {
+    const c = compare(column.sortBy(x), column.sortBy(y));
+    return sort.descending ? -c : c;
+  });
+  const drops = snapshot.kernel.droppedByKernel;
+  const totals =
+    `window ${snapshot.windowSeconds}s (${snapshot.spanSeconds.toFixed(1)}s seen)  ` +
+    `${perSecond(snapshot.requestsPerSec)} req/s  ${bytesPerSecond(snapshot.bytesPerSec)}/s  ` +
+    `keys held ${snapshot.tracked}/${snapshot.capacity}  evicted ${snapshot.counters.evicted}` +
+    (drops ? `  kernel drops ${drops}` : '') +
+    (snapshot.operations.gaps ? `  capture gaps ${snapshot.operations.gaps}` : '');
+  const header = KEY_COLUMNS.map((c, i) => (i === sort.column ? `[${c.title}]` : c.title));
+  const body = rows.map(keyCells);
+  const widths = header.map((h) => h.length);
+  for (const cells of body) cells.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, i) => (KEY_COLUMNS[i]!.numeric ? cell.padStart(widths[i]!) : cell))
+      .join('  ')
+      .trimEnd();
+  const lines: ViewLine[] = [
+    { text: totals, style: 'total' },
+    { text: line(header), style: 'header' },
+  ];
+  for (const cells of body) lines.push({ text: line(cells), style: 'row' });
+  if (body.length === 0) lines.push({ text: 'no keys seen in the window yet', style: 'row' });
+  return lines;
+}
+
+/** One plain hot-key snapshot for a script or a log: a time line, then the table. */
+export function renderKeysText(snapshot: HotKeysSnapshot, sort: SortState): string {
+  const when = new Date(snapshot.time).toISOString();
+  return [`memshift top --keys  ${when}`, ...renderKeys(snapshot, sort).map((l) => l.text)].join('\n');
+}
+
+export const KEYS_TABLE: ScreenTable<HotKeysSnapshot> = {
+  name: 'memshift top --keys',
+  columns: KEY_COLUMNS,
+  // The tracker ranks keys by requests or by bytes; the other columns only reorder what it ranked.
+  sortable: [0, KEYS_BY_BYTES_COLUMN],
+  render: renderKeys,
+};

@@ -3,9 +3,14 @@
  * interval, grouped by pool. Full screen in a terminal; plain snapshots
  * (table or JSON lines) without one, or with --once / --json. --web serves
  * the same figures as a live dashboard with Prometheus /metrics.
+ *
+ * `memshift top --keys`: the hottest keys of the servers on this host, from
+ * captured traffic (tcpdump), by requests or bytes over a sliding window.
  */
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
+import { startHotKeys, type HotKeyOrder } from '../../jobs/hot-keys.js';
 import { TopPoller, type TopGroup, type TopSnapshot } from '../../jobs/top.js';
 import { loadPools, resolvePool, type Pool } from '../../topology/pool.js';
 import { startDashboard, type Dashboard, type DashboardSnapshot } from '../dashboard/server.js';
@@ -23,7 +28,16 @@ interface TopFlags {
   sort: string;
   web?: string;
   webAllowRemote?: boolean;
+  keys?: boolean;
+  port: string[];
+  interface: string;
+  window: string;
+  limit?: string;
+  capacity: string;
+  excludeClient: string[];
 }
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 const SORTABLE = [
   'instance',
@@ -60,16 +74,32 @@ export function registerTop(program: Command, out: Output): void {
       '--web-allow-remote',
       'let --web listen on a non-loopback address (no authentication: firewall it)',
     )
+    .option('--keys', 'hot keys instead: captured traffic of this host, top keys by requests or bytes')
+    .option('--port <port>', 'with --keys: server port to capture (repeatable; default 11211)', collect, [])
+    .option('-i, --interface <name>', 'with --keys: interface to capture on', 'any')
+    .option('--window <seconds>', 'with --keys: sliding window the figures cover', '60')
+    .option('--limit <n>', 'with --keys: rows shown (default: what fits the screen, 30 in plain output)')
+    .option('--capacity <n>', 'with --keys: most keys tracked at once (fixed memory)', '10000')
+    .option(
+      '--exclude-client <addr[/bits]>',
+      "with --keys: leave this client's traffic out (repeatable)",
+      collect,
+      [],
+    )
     .addHelpText(
       'after',
       '\nThe first pool is taken as the old one and the last as the new one: the fill bar\n' +
         "shows the new pool's items and bytes against the old pool's.\n" +
         'Keys in the full-screen view: < > sort column, r reverse, p pause, h help, q quit.\n' +
         'Exit status with --once: 0 when every instance answered, 1 when any is down.\n' +
-        'Example: memshift top --pools pools.yaml old new --web 127.0.0.1:9911',
+        'Example: memshift top --pools pools.yaml old new --web 127.0.0.1:9911\n' +
+        '\nWith --keys (needs tcpdump and capture rights), --sort is requests or bytes; counts\n' +
+        'marked ~ are upper bounds (more keys than --capacity were seen). --once prints after\n' +
+        'one interval, or at Ctrl-C.\n' +
+        'Example: memshift top --keys -i eth0 --port 11211 --window 60',
     )
     .action(async (targets: string[], flags: TopFlags) => {
-      out.exitCode = await runTop(targets, flags, out);
+      out.exitCode = flags.keys ? await runKeys(targets, flags, out) : await runTop(targets, flags, out);
     });
 }
 
@@ -180,6 +210,7 @@ async function runTop(targets: string[], flags: TopFlags, out: Output): Promise<
       flags.json || !process.stdout.isTTY || !process.stdin.isTTY
         ? undefined
         : new view.TopScreen({
+            table: view.INSTANCE_TABLE,
             intervalMs,
             sort,
             onQuit: () => stop.abort(),
@@ -209,5 +240,114 @@ async function runTop(targets: string[], flags: TopFlags, out: Output): Promise<
   } finally {
     poller.close();
     await dashboard?.close();
+  }
+}
+
+function parseWholeNumber(option: string, text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1)
+    throw new UsageError(`${option} must be a whole number above 0, got "${text}"`);
+  return n;
+}
+
+function parsePort(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 65535)
+    throw new UsageError(`--port must be a number from 1 to 65535, got "${text}"`);
+  return n;
+}
+
+function parseKeysSort(text: string): SortState {
+  const name = text.toLowerCase();
+  // `instance` is the instance view's default: the hot keys then rank by requests.
+  if (['requests', 'req/s', 'instance'].includes(name)) return { column: 0, descending: true };
+  if (['bytes', 'bytes/s'].includes(name)) return { column: 1, descending: true };
+  throw new UsageError(`--sort with --keys must be requests or bytes; got "${text}"`);
+}
+
+function parseExclusion(text: string): AddressRange {
+  try {
+    return parseAddressRange(text);
+  } catch (err) {
+    throw new UsageError(`--exclude-client: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** `top --keys`: capture, count, and show the hottest keys every interval. */
+async function runKeys(targets: string[], flags: TopFlags, out: Output): Promise<number> {
+  if (targets.length > 0 || flags.pools !== undefined)
+    throw new UsageError("top --keys captures this host's traffic: give --port, not pools or instances");
+  if (flags.web !== undefined) throw new UsageError('--web is not available with --keys');
+  const intervalMs = parseMilliseconds('--interval', flags.interval);
+  const count = parseCount(flags.count);
+  const sort = parseKeysSort(flags.sort);
+  const windowSeconds = Number(flags.window);
+  if (!(windowSeconds > 0) || windowSeconds > 86_400)
+    throw new UsageError(
+      `--window must be a number of seconds above 0 (at most a day), got "${flags.window}"`,
+    );
+  const limit = flags.limit === undefined ? undefined : parseWholeNumber('--limit', flags.limit);
+  const capacity = parseWholeNumber('--capacity', flags.capacity);
+  const ports = flags.port.length > 0 ? flags.port.map(parsePort) : [11211];
+  const hot = await startHotKeys({
+    interface: flags.interface,
+    ports,
+    excludeClients: flags.excludeClient.map(parseExclusion),
+    windowSeconds,
+    capacity,
+  });
+  process.stderr.write(`memshift top: counting keys on ${flags.interface} port ${ports.join(',')}\n`);
+  const view = await import('../top-view.js');
+  const order = (s: SortState): HotKeyOrder =>
+    s.column === view.KEYS_BY_BYTES_COLUMN ? 'bytes' : 'requests';
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const wait = async (ms: number): Promise<void> => {
+    try {
+      await sleep(ms, undefined, { signal: stop.signal });
+    } catch {
+      // Interrupted: the caller looks at the signal.
+    }
+  };
+  const print = (s: ReturnType<typeof hot.snapshot>): void =>
+    out.write(flags.json ? JSON.stringify(s) : view.renderKeysText(s, sort));
+  try {
+    if (flags.once) {
+      await wait(intervalMs);
+      // The last kernel batch arrives after the interval: let it in before counting.
+      await hot.stop();
+      if (hot.error) throw hot.error;
+      print(hot.snapshot(limit ?? 30, order(sort)));
+      return 0;
+    }
+    const screen =
+      flags.json || !process.stdout.isTTY || !process.stdin.isTTY
+        ? undefined
+        : new view.TopScreen({ table: view.KEYS_TABLE, intervalMs, sort, onQuit: () => stop.abort() });
+    try {
+      screen?.start();
+      for (let n = 0; count === undefined || n < count; n++) {
+        await wait(intervalMs);
+        if (stop.signal.aborted || hot.error) break;
+        if (screen) {
+          const rows = limit ?? Math.max(1, process.stdout.rows - 3);
+          screen.update(hot.snapshot(rows, order(screen.sortState)));
+        } else {
+          const snapshot = hot.snapshot(limit ?? 30, order(sort));
+          out.write(flags.json ? JSON.stringify(snapshot) : `${view.renderKeysText(snapshot, sort)}\n`);
+        }
+      }
+    } finally {
+      screen?.stop();
+    }
+    await hot.stop();
+    if (hot.error) throw hot.error;
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await hot.stop();
   }
 }
