@@ -8,14 +8,20 @@ import { fileURLToPath } from 'node:url';
 
 const BIN = fileURLToPath(new URL('../../bin/memshift.js', import.meta.url));
 
-/** memcached and tcpdump processes running now. */
-function helperProcesses(): string[] {
+/** memcached and tcpdump processes running now whose command line names one of these ports. */
+function processesOn(ports: string[]): string[] {
   const ps = spawnSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
-  return ps.stdout.split('\n').filter((line) => /\b(memcached|tcpdump)\b/.test(line));
+  return ps.stdout
+    .split('\n')
+    .filter(
+      (line) =>
+        /\b(memcached|tcpdump)\b/.test(line) && ports.some((p) => new RegExp(`\\b${p}\\b`).test(line)),
+    );
 }
 
 interface Result {
   strategy: string;
+  servers: string[];
   before: number;
   start: number;
   firstSecond: number;
@@ -28,7 +34,6 @@ interface Result {
 
 describe('memshift demo (the migration scenario)', () => {
   it('runs every strategy, reports each, and leaves nothing running', async () => {
-    const running = new Set(helperProcesses());
     const out = mkdtempSync(join(tmpdir(), 'memshift-demo-'));
     try {
       const child = spawn(
@@ -77,7 +82,10 @@ describe('memshift demo (the migration scenario)', () => {
       assert.equal(code, 0, stderr);
       const report = JSON.parse(stdout) as { results: Result[] };
       const by = new Map(report.results.map((r) => [r.strategy, r]));
-      assert.deepEqual([...by.keys()], ['big-bang', 'instance-by-instance', 'mirror', 'mirror+backfill']);
+      assert.deepEqual(
+        [...by.keys()],
+        ['big-bang', 'instance-by-instance', 'mirror', 'mirror+backfill', 'proxy-shadow'],
+      );
       for (const r of report.results) {
         assert.equal(r.after.length, 3, r.strategy);
         assert.ok(r.before > 0.8, `${r.strategy}: warmed old pool, ${r.before}`);
@@ -93,15 +101,15 @@ describe('memshift demo (the migration scenario)', () => {
       assert.ok(backfill.bytesCopied > 0);
       assert.ok((backfill.verify?.coverage ?? 0) > 0.99);
       assert.ok(by.get('mirror')!.start > bigBang.start);
+      assert.ok(by.get('proxy-shadow')!.start > bigBang.start);
       assert.ok(existsSync(join(out, 'report.txt')));
       assert.match(readFileSync(join(out, 'hit-ratio.svg'), 'utf8'), /^<svg[^]*mirror\+backfill[^]*<\/svg>$/);
       const table = readFileSync(join(out, 'report.txt'), 'utf8').trim().split('\n');
-      assert.equal(table.length, 5);
+      assert.equal(table.length, 6);
       // Every memcached and tcpdump the demo started is gone.
-      assert.deepEqual(
-        helperProcesses().filter((p) => !running.has(p)),
-        [],
-      );
+      const ports = report.results.flatMap((r) => r.servers.map((a) => a.split(':').pop() ?? ''));
+      assert.equal(ports.length, 5 * 5);
+      assert.deepEqual(processesOn(ports), []);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }

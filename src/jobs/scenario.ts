@@ -10,17 +10,26 @@
  * - instance-by-instance: swap one server per step (the application is
  *   reconfigured at every step), new servers beyond the old count added last;
  * - mirror: `memshift mirror` for a window, then switch;
- * - mirror+backfill: the same, with the existing keys copied during the window.
+ * - mirror+backfill: the same, with the existing keys copied during the window;
+ * - proxy-shadow: the application talks to `memshift proxy` (old pool answers,
+ *   new pool shadowed) for the window, then to the new pool.
  */
 import type { MemcachedServer } from './local-memcached.js';
 import { startMemcached } from './local-memcached.js';
 import { PoolClient } from '../net/pool-client.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
 import { MirrorJob } from './mirror.js';
+import { Proxy } from './proxy.js';
 import { runVerify } from './verify.js';
 import { Application, DEFAULT_WORKLOAD, wouldHitRatio, type WorkloadOptions } from './workload.js';
 
-export const STRATEGIES = ['big-bang', 'instance-by-instance', 'mirror', 'mirror+backfill'] as const;
+export const STRATEGIES = [
+  'big-bang',
+  'instance-by-instance',
+  'mirror',
+  'mirror+backfill',
+  'proxy-shadow',
+] as const;
 export type Strategy = (typeof STRATEGIES)[number];
 
 export interface ScenarioOptions {
@@ -54,6 +63,8 @@ export const DEFAULT_SCENARIO: ScenarioOptions = Object.freeze({
 
 export interface StrategyResult {
   readonly strategy: Strategy;
+  /** The memcached instances it ran on, old pool first (all stopped when it returns). */
+  readonly servers: string[];
   /** Hit ratio over the warm-up's last seconds, on the old pool. */
   readonly before: number;
   /** Per second after cut-over. */
@@ -113,6 +124,7 @@ async function runStrategy(
   const servers: MemcachedServer[] = [];
   const clients: PoolClient[] = [];
   let mirror: MirrorJob | undefined;
+  let proxy: Proxy | undefined;
   let app: Application | undefined;
   try {
     for (let i = 0; i < options.oldServers + options.newServers; i++) servers.push(await startMemcached());
@@ -167,6 +179,24 @@ async function runStrategy(
         events.onPhase?.(strategy, 'window', s, window[window.length - 1] as number);
       }
       if (strategy === 'mirror+backfill') await waitForBackfill(mirror, 60_000);
+    } else if (strategy === 'proxy-shadow') {
+      proxy = new Proxy({
+        mode: 'shadow',
+        primary: oldPool,
+        secondary: newPool,
+        listen: { host: '127.0.0.1', port: 0 },
+      });
+      const { port } = await proxy.start();
+      const viaProxy = new PoolClient(parsePoolSpec(`127.0.0.1:${port}`, options.hash, { name: 'proxy' }), {
+        connections: 2,
+      });
+      clients.push(viaProxy);
+      app.switchTo(viaProxy);
+      for (let s = 1; s <= options.windowSeconds; s++) {
+        await sleep(1000);
+        window.push(await wouldHitRatio(app, newClient, 500));
+        events.onPhase?.(strategy, 'window', s, window[window.length - 1] as number);
+      }
     } else if (strategy === 'instance-by-instance') {
       const steps = stepPools(oldPool, newPool, options.hash);
       const perStep = Math.max(1, Math.floor(options.windowSeconds / steps.length));
@@ -198,6 +228,8 @@ async function runStrategy(
     const atCutOver = { ...app.counters };
     const stopping = mirror?.stop();
     mirror = undefined;
+    const proxyStopping = proxy?.stop();
+    proxy = undefined;
     const after: number[] = [];
     mark = atCutOver;
     for (let s = 1; s <= options.afterSeconds; s++) {
@@ -209,11 +241,13 @@ async function runStrategy(
     }
     await app.stop();
     const summary = await stopping;
+    await proxyStopping;
     const bytesCopied = (summary?.backfill ?? []).reduce((n, b) => n + (b.report?.bytes ?? 0), 0);
     const end = app.counters;
     const recovered = after.findIndex((r) => r >= before * 0.99);
     return {
       strategy,
+      servers: servers.map((server) => server.address),
       before,
       after,
       window,
@@ -228,6 +262,7 @@ async function runStrategy(
   } finally {
     await app?.stop();
     await mirror?.stop().catch(() => undefined);
+    await proxy?.stop().catch(() => undefined);
     for (const c of clients) c.destroy();
     await Promise.all(servers.map((s) => s.stop()));
   }
