@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages memshift and its tests use, when they are missing:
 # memcached (servers for the demo and tests), tcpdump (live capture for mirror),
-# libmemcached-tools (memcslap, memccapable: real clients in tests), tmux (terminal UI tests).
+# libmemcached-tools (memcslap, memccapable: real clients in tests), tmux (terminal UI tests),
+# chromium (dashboard tests, headless).
 set -euo pipefail
 
 need=()
@@ -9,6 +10,7 @@ command -v memcached >/dev/null 2>&1 || need+=(memcached)
 command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v memccapable >/dev/null 2>&1 || need+=(libmemcached-tools)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
@@ -24,4 +26,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "system packages: installing ${need[*]}"
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
