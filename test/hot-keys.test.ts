@@ -3,7 +3,7 @@
  * `memshift top --keys` live on a real memcached with tcpdump on lo.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { HotKeyTracker, type HotKeyRow } from '../src/jobs/hot-keys.js';
@@ -339,5 +339,57 @@ describe('memshift top --keys, live', () => {
     const code = await new Promise<number | null>((resolve) => bad.once('exit', resolve));
     assert.equal(code, 2);
     assert.match(stderr, /^memshift: --window must be a number of seconds above 0/);
+  });
+});
+
+describe('memshift top --keys in a terminal', () => {
+  it('shows the hot keys full screen, sorts by bytes, pauses, and quits', async () => {
+    const server = await startMemcached();
+    const socket = `memshift-keys-${process.pid}`;
+    const tmux = (...args: string[]): string =>
+      execFileSync('tmux', ['-L', socket, ...args], { encoding: 'utf8' });
+    const waitFor = async (test: (text: string) => boolean, what: string): Promise<string> => {
+      let text = '';
+      for (let i = 0; i < 100; i++) {
+        text = tmux('capture-pane', '-p', '-t', 'keys');
+        if (test(text)) return text;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.fail(`the screen never showed ${what}; it shows:\n${text}`);
+    };
+    try {
+      tmux(
+        'new-session',
+        '-d',
+        '-s',
+        'keys',
+        '-x',
+        '160',
+        '-y',
+        '30',
+        `'${process.execPath}' '${BIN}' top --keys -i lo --port ${server.port} --window 30 --interval 300; ` +
+          'echo KEYS-EXITED $?; sleep 60',
+      );
+      await waitFor((t) => /memshift top --keys {2}every 0\.3s {2}sort REQ\/s desc/.test(t), 'the title');
+      const client = new MemcachedClient(server.address);
+      await client.set('wide', Buffer.alloc(4000));
+      for (let i = 0; i < 30; i++) await client.get('busy');
+      await client.close();
+      let text = await waitFor((t) => /\s30\s+busy$/m.test(t) && /\s1\s+wide$/m.test(t), 'both keys');
+      const position = (t: string, key: string): number =>
+        t.split('\n').findIndex((l) => l.endsWith(` ${key}`));
+      assert.ok(position(text, 'busy') < position(text, 'wide'), 'more requests first');
+      tmux('send-keys', '-t', 'keys', '>');
+      text = await waitFor((t) => /sort BYTES\/s desc/.test(t) && /\[BYTES\/s\]/.test(t), 'the bytes sort');
+      assert.ok(position(text, 'wide') < position(text, 'busy'), 'more bytes first');
+      tmux('send-keys', '-t', 'keys', 'p');
+      await waitFor((t) => /PAUSED/.test(t), 'PAUSED');
+      tmux('send-keys', '-t', 'keys', 'q');
+      text = await waitFor((t) => /KEYS-EXITED 0/.test(t), 'the command exit with status 0');
+      assert.doesNotMatch(text, /memshift top --keys {2}every/, 'the full screen is gone');
+    } finally {
+      spawnSync('tmux', ['-L', socket, 'kill-server']);
+      await server.stop();
+    }
   });
 });
