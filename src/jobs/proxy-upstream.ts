@@ -42,6 +42,9 @@ export interface UpstreamOptions {
   readonly onDrain?: (() => void) | undefined;
 }
 
+/** Bytes waiting in a server socket's buffer beyond which clients stop being read. */
+const CONGESTED_BYTES = 4 * 1024 * 1024;
+
 export class Upstream<F> {
   readonly address: string;
   private readonly socket: Socket;
@@ -72,11 +75,6 @@ export class Upstream<F> {
     return this.legs.length;
   }
 
-  /** The socket's write buffer is over its high-water mark. */
-  get congested(): boolean {
-    return this.socket.writableNeedDrain;
-  }
-
   send(parts: readonly Buffer[], leg: Leg<F>, now: number): void {
     if (this.down !== undefined) {
       leg.fail(this.down);
@@ -91,17 +89,17 @@ export class Upstream<F> {
       setImmediate(this.uncork);
     }
     const tap = this.options.tap;
-    let full = false;
     for (const part of parts) {
-      full = !this.socket.write(part);
+      this.socket.write(part);
       if (tap) tap.sent(part);
     }
-    if (full) this.options.onCongested?.();
   }
 
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
+    // Corked writes always overrun the socket's small high-water mark; only a real backlog counts.
+    if (this.socket.writableLength > CONGESTED_BYTES) this.options.onCongested?.();
   };
 
   /** Fails everything if the oldest leg has waited past the timeout. */
