@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-
-const BIN = fileURLToPath(new URL('../../bin/memshift.js', import.meta.url));
+import { start } from './support/cli.js';
 
 /** memcached and tcpdump processes running now whose command line names one of these ports. */
 function processesOn(ports: string[]): string[] {
@@ -36,41 +34,26 @@ describe('memshift demo (the migration scenario)', () => {
   it('runs every strategy, reports each, and leaves nothing running', async () => {
     const out = mkdtempSync(join(tmpdir(), 'memshift-demo-'));
     try {
-      const child = spawn(
-        process.execPath,
-        [
-          BIN,
-          'demo',
-          '--warmup',
-          '2',
-          '--window',
-          '3',
-          '--after',
-          '3',
-          '--keys',
-          '4000',
-          '--rate',
-          '1500',
-          '--json',
-          '--out',
-          out,
-          '--web',
-          '127.0.0.1:0',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const demo = start([
+        'demo',
+        '--warmup',
+        '2',
+        '--window',
+        '3',
+        '--after',
+        '3',
+        '--keys',
+        '4000',
+        '--rate',
+        '1500',
+        '--json',
+        '--out',
+        out,
+        '--web',
+        '127.0.0.1:0',
+      ]);
       // The live page follows the strategies as they run.
-      let url: string | undefined;
-      for (let i = 0; i < 100 && !url; i++) {
-        url = /dashboard on (http:\/\/\S+\/)/.exec(stderr)?.[1];
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      assert.ok(url, stderr);
+      const url = await demo.dashboardUrl();
       let gauges: Record<string, number> = {};
       for (let i = 0; i < 100 && gauges['hit ratio/big-bang'] === undefined; i++) {
         await new Promise((resolve) => setTimeout(resolve, 200));
@@ -78,9 +61,8 @@ describe('memshift demo (the migration scenario)', () => {
           .gauges;
       }
       assert.ok((gauges['hit ratio/big-bang'] ?? -1) >= 0);
-      const code = await exited;
-      assert.equal(code, 0, stderr);
-      const report = JSON.parse(stdout) as { results: Result[] };
+      assert.equal(await demo.exited, 0, demo.stderr());
+      const report = JSON.parse(demo.stdout()) as { results: Result[] };
       const by = new Map(report.results.map((r) => [r.strategy, r]));
       assert.deepEqual(
         [...by.keys()],

@@ -3,6 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { MemcachedClient } from '../src/net/client.js';
+import { start } from './support/cli.js';
 import { startMemcached } from './support/memcached.js';
 
 const BIN = fileURLToPath(new URL('../../bin/memshift.js', import.meta.url));
@@ -49,34 +50,19 @@ describe('memshift mirror on the command line', () => {
     const source = await startMemcached();
     const target = await startMemcached();
     try {
-      const child = spawn(
-        process.execPath,
-        [
-          BIN,
-          'mirror',
-          '-i',
-          'lo',
-          '--port',
-          String(source.port),
-          '--to',
-          target.address,
-          '--web',
-          '127.0.0.1:0',
-          '--json',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-      let url: string | undefined;
-      for (let i = 0; i < 100 && !url; i++) {
-        url = /dashboard on (http:\/\/\S+\/)/.exec(stderr)?.[1];
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      assert.ok(url, stderr);
+      const mirror = start([
+        'mirror',
+        '-i',
+        'lo',
+        '--port',
+        String(source.port),
+        '--to',
+        target.address,
+        '--web',
+        '127.0.0.1:0',
+        '--json',
+      ]);
+      const url = await mirror.dashboardUrl();
       const client = new MemcachedClient(source.address);
       for (let i = 0; i < 200; i++) await client.set(`web:${i}`, 'v');
       await client.close();
@@ -90,11 +76,10 @@ describe('memshift mirror on the command line', () => {
       const metrics = await (await fetch(`${url}metrics`)).text();
       assert.match(metrics, /^# TYPE memshift_mirror_operations_total counter$/m);
       assert.match(metrics, /^memshift_mirror_operations_total\{series="applied"\} 200$/m);
-      const page = await (await fetch(url)).text();
-      assert.match(page, /memshift mirror/);
-      child.kill('SIGINT');
-      assert.equal(await exited, 0, stderr);
-      const summary = JSON.parse(stdout) as { routes: { replay: { applied: number } }[] };
+      assert.match(await (await fetch(url)).text(), /memshift mirror/);
+      mirror.child.kill('SIGINT');
+      assert.equal(await mirror.exited, 0, mirror.stderr());
+      const summary = JSON.parse(mirror.stdout()) as { routes: { replay: { applied: number } }[] };
       assert.equal(summary.routes[0]!.replay.applied, 200);
     } finally {
       await source.stop();
