@@ -53,11 +53,15 @@ export class Upstream<F> {
   private readonly options: UpstreamOptions;
   private down: string | undefined;
   private corked = false;
+  /** What was written this batch, for the tap. */
+  private readonly tapped: Buffer[] | undefined;
+  private tappedBytes = 0;
 
   constructor(address: string, parser: FrameParser<F>, options: UpstreamOptions) {
     this.address = address;
     this.options = options;
     this.decoder = new FrameDecoder(parser);
+    this.tapped = options.tap === undefined ? undefined : [];
     const endpoint = parseEndpoint(address);
     this.socket = connect({ host: endpoint.host, port: endpoint.port, noDelay: true });
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -88,16 +92,28 @@ export class Upstream<F> {
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    const tap = this.options.tap;
+    const tapped = this.tapped;
     for (const part of parts) {
       this.socket.write(part);
-      if (tap) tap.sent(part);
+      if (tapped !== undefined) {
+        tapped.push(part);
+        this.tappedBytes += part.length;
+      }
     }
   }
 
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
+    const tapped = this.tapped;
+    if (tapped !== undefined && tapped.length > 0) {
+      // One piece per batch: the tap's parser then reads the requests in place instead of joining parts.
+      this.options.tap?.sent(
+        tapped.length === 1 ? (tapped[0] as Buffer) : Buffer.concat(tapped, this.tappedBytes),
+      );
+      tapped.length = 0;
+      this.tappedBytes = 0;
+    }
     // Corked writes always overrun the socket's small high-water mark; only a real backlog counts.
     if (this.socket.writableLength > CONGESTED_BYTES) this.options.onCongested?.();
   };
