@@ -5,7 +5,8 @@
  *   - memcached directly,
  *   - twemproxy (Debian `nutcracker`) in front of it,
  *   - memshift proxy in front of it, shadowing off (a plain proxy),
- *   - memshift proxy in front of it, shadowing every mutation to a second memcached.
+ *   - memshift proxy in front of it, shadowing every mutation to a second memcached,
+ *   - the same with that second memcached stopped (SIGSTOP): the primary path must not notice.
  * Each proxy runs in its own process. Reports ops/s and latency (avg, and
  * p50/p90/p99 as the upper bound of memcaslap's log2 histogram bucket) as the
  * median of PROXY_BENCH_RUNS runs of PROXY_BENCH_SECONDS each. Prints JSON.
@@ -139,6 +140,15 @@ async function memcaslap(address: string): Promise<Sample> {
   };
 }
 
+function lastJson(text: string): unknown {
+  const line = text.trim().split('\n').pop();
+  try {
+    return line ? (JSON.parse(line) as unknown) : null;
+  } catch {
+    return null;
+  }
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
@@ -199,12 +209,22 @@ async function main(): Promise<void> {
       true,
     );
     children.push(shadow.child);
+    const stoppedSecondary = await startMemcached({ memoryMb: 64 });
+    stoppedSecondary.process.kill('SIGSTOP');
+    children.push(stoppedSecondary.process);
+    const shadowStopped = await runChild(
+      process.execPath,
+      [SELF, 'serve', 'shadow', primary.address, stoppedSecondary.address],
+      true,
+    );
+    children.push(shadowStopped.child);
     await new Promise((resolve) => setTimeout(resolve, 300));
     const targets: Record<string, string> = {
       direct: primary.address,
       twemproxy: `127.0.0.1:${twemPort}`,
       memshift_shadow_off: `127.0.0.1:${plain.line}`,
       memshift_shadow_on: `127.0.0.1:${shadow.line}`,
+      memshift_shadow_on_secondary_stopped: `127.0.0.1:${shadowStopped.line}`,
     };
     const samples: Record<string, Sample[]> = {};
     for (let run = 0; run < RUNS; run++) {
@@ -223,6 +243,8 @@ async function main(): Promise<void> {
       };
     }
     const shadowReport = await stopChild(shadow.child);
+    const stoppedReport = await stopChild(shadowStopped.child);
+    stoppedSecondary.process.kill('SIGCONT');
     const twemOps = result['twemproxy']?.ops ?? NaN;
     process.stdout.write(
       JSON.stringify(
@@ -234,17 +256,24 @@ async function main(): Promise<void> {
           ratios: {
             shadowOffVsTwemproxy: (result['memshift_shadow_off']?.ops ?? NaN) / twemOps,
             shadowOnVsTwemproxy: (result['memshift_shadow_on']?.ops ?? NaN) / twemOps,
+            stoppedSecondaryVsShadowOn:
+              (result['memshift_shadow_on_secondary_stopped']?.ops ?? NaN) /
+              (result['memshift_shadow_on']?.ops ?? NaN),
             shadowOnVsShadowOff:
               (result['memshift_shadow_on']?.ops ?? NaN) / (result['memshift_shadow_off']?.ops ?? NaN),
           },
-          shadow: JSON.parse(shadowReport.trim().split('\n').pop() ?? 'null') as unknown,
+          shadow: lastJson(shadowReport),
+          shadowSecondaryStopped: lastJson(stoppedReport),
         },
         null,
         2,
       ) + '\n',
     );
   } finally {
-    for (const child of children) await stopChild(child);
+    for (const child of children) {
+      child.kill('SIGCONT');
+      await stopChild(child);
+    }
     await primary.stop();
     await secondary.stop();
     rmSync(dir, { recursive: true, force: true });
