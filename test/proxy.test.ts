@@ -255,6 +255,34 @@ describe('memshift proxy', { timeout: 300_000 }, () => {
     assert.equal(p.status().proxy.warmHits, 2);
   });
 
+  it('dual: conditional writes reach the secondary as the primary applied them', async () => {
+    const [a] = await servers(1);
+    const [b] = await servers(1);
+    const [other] = client([b!]);
+    // The secondary starts with a different CAS history, so its uniques never match the primary's.
+    await other!.set('c1', 'stale');
+    await other!.set('c1', 'stale');
+    const { port } = await proxy('dual', [a!], [b!]);
+    const socket = await opened(port);
+    await converse(socket, 'set c1 0 0 2\r\nv1\r\n', /STORED\r\n$/);
+    const gets = await converse(socket, 'gets c1\r\n', /END\r\n$/);
+    const unique = /VALUE c1 0 2 (\d+)/.exec(gets)?.[1];
+    assert.ok(unique, gets);
+    assert.equal(await converse(socket, `cas c1 5 0 2 ${unique}\r\nv2\r\n`, /\r\n$/), 'STORED\r\n');
+    assert.equal(await converse(socket, 'add c2 0 0 2\r\nn1\r\n', /\r\n$/), 'STORED\r\n');
+    assert.equal(await converse(socket, 'add c2 0 0 2\r\nn2\r\n', /\r\n$/), 'NOT_STORED\r\n');
+    const meta = await converse(socket, 'mg c1 c\r\n', /\r\n$/);
+    const metaCas = /c(\d+)/.exec(meta)?.[1];
+    assert.equal(await converse(socket, `ms c1 2 C${metaCas} F6\r\nv3\r\n`, /\r\n$/), 'HD\r\n');
+    assert.equal(await converse(socket, 'ms c1 2 C1\r\nxx\r\n', /\r\n$/), 'EX\r\n');
+    const c1 = await other!.get('c1');
+    assert.equal(c1?.value.toString(), 'v3');
+    assert.equal(c1?.flags, 6);
+    assert.equal((await other!.get('c2'))?.value.toString(), 'n1');
+    assert.equal(await converse(socket, 'md c2 C1\r\n', /\r\n$/), 'EX\r\n');
+    assert.equal(await other!.get('c2'), undefined, 'a delete always reaches the secondary');
+  });
+
   for (const mode of ['shadow', 'dual'] as const) {
     it(`${mode}: a secondary stopped, then killed, mid-load costs clients nothing`, async () => {
       const old = await servers(1);
@@ -406,11 +434,17 @@ describe('memshift proxy', { timeout: 300_000 }, () => {
     await converse(first, '', /$^/);
     assert.equal(first.readableEnded || first.destroyed, true);
     assert.equal(p.status().connections.idleClosed, 1);
-    // In-flight requests are answered before the stop completes.
+    // Requests in flight when the stop begins (the primary held still) are still answered.
+    old[0]!.process.kill('SIGSTOP');
+    cleanups.push(async () => void old[0]!.process.kill('SIGCONT'));
     const third = await opened(port);
+    const before = p.status().proxy.requests;
     const replies = converse(third, 'get a\r\nget a\r\nget a\r\n', /(END\r\n){3}$/);
-    await sleep(0);
-    const stopping = p.stop(2000, 500);
+    for (let i = 0; i < 200 && p.status().proxy.requests < before + 3; i++) await sleep(5);
+    assert.equal(p.status().proxy.requests, before + 3);
+    const stopping = p.stop(5000, 500);
+    await sleep(50);
+    old[0]!.process.kill('SIGCONT');
     assert.equal(await replies, 'VALUE a 0 1\r\n1\r\nEND\r\n'.repeat(3));
     await stopping;
   });

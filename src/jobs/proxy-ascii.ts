@@ -79,7 +79,35 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
   private request(req: AsciiRequest): void {
     const mode = this.ctx.mode;
     switch (req.kind) {
-      case 'storage':
+      case 'storage': {
+        const parts = encodeAsciiRequest(req.noreply ? { ...req, noreply: false } : req);
+        if (mode !== 'dual' || req.command === 'set') {
+          const slot = this.single(this.serverOf(req.key), parts, req.noreply, undefined);
+          if (mode === 'dual') this.secondary(req.key, parts, slot);
+          this.push(slot);
+          return;
+        }
+        // A conditional store may succeed on one pool and not the other (a CAS unique is per
+        // server): the secondary gets what the primary ended up holding, only once it holds it.
+        const slot = newSlot();
+        this.forward(
+          this.serverOf(req.key),
+          parts,
+          slot,
+          (reply) => {
+            if (!req.noreply) slot.parts = encodeAsciiResponse(reply);
+            if (reply.kind !== 'status' || reply.status !== 'STORED') return;
+            const copy =
+              req.command === 'append' || req.command === 'prepend'
+                ? parts
+                : encodeAsciiRequest({ ...req, command: 'set', cas: undefined, noreply: false });
+            this.secondary(req.key, copy, slot);
+          },
+          req.noreply,
+        );
+        this.push(slot);
+        return;
+      }
       case 'arithmetic':
       case 'touch': {
         const parts = encodeAsciiRequest(req.noreply ? { ...req, noreply: false } : req);
@@ -188,11 +216,29 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       this.push(slot);
       return;
     }
+    if (mode === 'dual' && (req.command === 'ms' || req.command === 'ma')) {
+      // Conditions (C, modes, vivify) are the primary's to judge: once it applied the
+      // command, the secondary gets the plain effect (a set of the value, or the delta).
+      const keep = req.command === 'ms' ? /^[TF]/ : /^[MDNJT]/;
+      const plain = encodeAsciiRequest({
+        ...loud,
+        flags: loud.flags.filter((f) => keep.test(f)),
+        opaque: undefined,
+      });
+      const slot = newSlot();
+      this.forward(index, parts, slot, (reply) => {
+        if (!drops?.(reply)) slot.parts = encodeAsciiResponse(reply);
+        if (reply.kind === 'meta' && (reply.code === 'HD' || reply.code === 'VA'))
+          this.secondary(req.key, plain, slot);
+      });
+      this.push(slot);
+      return;
+    }
     const slot = this.single(index, parts, false, drops);
-    const mutation = req.command === 'ms' || req.command === 'md' || req.command === 'ma';
     if (req.command === 'md' && mode === 'warm') this.ctx.deleted(req.key);
-    if ((mode === 'dual' && mutation) || (mode === 'warm' && req.command === 'md')) {
-      this.secondary(req.key, parts, slot);
+    if (req.command === 'md' && mode !== 'shadow') {
+      // The key goes from the secondary whatever the primary's conditions said.
+      this.secondary(req.key, encodeAsciiRequest({ ...loud, flags: [], opaque: undefined }), slot);
     }
     this.push(slot);
   }

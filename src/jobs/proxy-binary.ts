@@ -78,10 +78,36 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
       case Op.Touch:
       case Op.Delete: {
         const parts = quiet ? encodeBinaryRequest({ ...req, opcode: loud }) : encodeBinaryRequest(req);
-        const slot = this.forward(this.serverOf(req.key), req, parts, quiet ? BinaryStatus.NoError : -1);
         const deletes = loud === Op.Delete;
         if (deletes && mode === 'warm') this.ctx.deleted(req.key);
-        if (mode === 'dual' || (mode === 'warm' && deletes)) this.secondary(req.key, parts, slot);
+        const conditional = loud === Op.Add || loud === Op.Replace || req.cas !== 0n;
+        if (mode === 'dual' && conditional && !deletes) {
+          // The secondary gets what the primary ended up holding, once it holds it (a CAS is per server).
+          const copy = encodeBinaryRequest({
+            ...req,
+            opcode: loud === Op.Add || loud === Op.Replace ? Op.Set : loud,
+            cas: 0n,
+          });
+          const slot = this.forward(
+            this.serverOf(req.key),
+            req,
+            parts,
+            quiet ? BinaryStatus.NoError : -1,
+            (ok) => {
+              if (ok) this.secondary(req.key, copy, slot);
+            },
+          );
+          this.push(slot);
+          return;
+        }
+        const slot = this.forward(this.serverOf(req.key), req, parts, quiet ? BinaryStatus.NoError : -1);
+        if (mode === 'dual' || (mode === 'warm' && deletes)) {
+          this.secondary(
+            req.key,
+            deletes && req.cas !== 0n ? encodeBinaryRequest({ ...req, opcode: loud, cas: 0n }) : parts,
+            slot,
+          );
+        }
         this.push(slot);
         return;
       }
@@ -166,10 +192,17 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
   }
 
   /** One request, one reply; `quietStatus` is the status a quiet request does not pass on (-1: none). */
-  private forward(index: number, req: BinaryRequest, parts: Buffer[], quietStatus: number): Slot {
+  private forward(
+    index: number,
+    req: BinaryRequest,
+    parts: Buffer[],
+    quietStatus: number,
+    then?: (succeeded: boolean) => void,
+  ): Slot {
     const slot = newSlot();
     this.send(index, parts, slot, (reply) => {
       if (reply.status !== quietStatus) slot.parts = encodeBinaryResponse({ ...reply, opcode: req.opcode });
+      then?.(reply.status === BinaryStatus.NoError);
     });
     return slot;
   }
