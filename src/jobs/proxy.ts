@@ -16,7 +16,6 @@
 import type { Socket } from 'node:net';
 import type { Flow } from '../capture/tcp-reassembly.js';
 import { Listener, type ListenerCounters, type ListenerOptions } from '../net/listener.js';
-import { PoolClient } from '../net/pool-client.js';
 import { OperationExtractor, type OperationCounters } from '../ops/extractor.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import { Replayer, type ReplayCounters, type ReplayerOptions } from '../replay/replayer.js';
@@ -24,7 +23,8 @@ import { parsePoolSpec, type Pool } from '../topology/pool.js';
 import { runCopy, type CopyOptions, type CopyProgress, type CopyReport } from './copy.js';
 import { BinaryProxySession, isBinaryStart } from './proxy-binary.js';
 import { AsciiProxySession } from './proxy-ascii.js';
-import type { ProxyContext, ProxyCounters, ProxyMode, WarmItem } from './proxy-session.js';
+import { SecondaryKeeper } from './proxy-secondary.js';
+import type { ProxyContext, ProxyCounters, ProxyMode } from './proxy-session.js';
 import { Upstream, type UpstreamTap } from './proxy-upstream.js';
 import { AsciiResponseParser } from '../protocol/ascii.js';
 import { BinaryResponseParser } from '../protocol/binary.js';
@@ -84,7 +84,6 @@ export interface ProxyStatus {
 }
 
 const SWEEP_MS = 50;
-const DELETED_MEMORY = 65536;
 
 export class Proxy {
   private readonly options: ProxyOptions;
@@ -110,29 +109,16 @@ export class Proxy {
   private readonly secondaryTimeoutMs: number;
   private readonly extractors: OperationExtractor[] = [];
   private readonly replayers: Replayer[] = [];
-  private readonly downUntil: number[];
-  private readonly remembered: Set<string>[];
-  private rememberedCount = 0;
-  private rememberOverflow = 0;
-  private invalidated = 0;
-  /** Warm mode: the sequence number of the last delete seen per key (bounded, oldest forgotten first). */
-  private readonly deletedAt = new Map<string, number>();
-  private deleteSeq = 0;
-  private readonly secondaryClient: PoolClient | undefined;
-  private readonly primaryClient: PoolClient | undefined;
   private readonly backfills: ProxyStatus['backfill'] = [];
+  private readonly keeper: SecondaryKeeper;
   private readonly abort = new AbortController();
   private sweepTimer: NodeJS.Timeout | undefined;
-  private invalidating = false;
   private nextFlow = 1;
   private started = 0;
 
   constructor(options: ProxyOptions) {
     this.options = options;
     const limits = options.limits ?? DEFAULT_LIMITS;
-    const secondaryServers = options.secondary.servers.length;
-    this.downUntil = new Array<number>(secondaryServers).fill(0);
-    this.remembered = Array.from({ length: secondaryServers }, () => new Set<string>());
     const timeoutMs = options.timeoutMs ?? 2000;
     const secondaryTimeoutMs = options.secondaryTimeoutMs ?? 250;
     this.limits = limits;
@@ -151,20 +137,17 @@ export class Proxy {
         this.extractors.push(new OperationExtractor((op) => replayer.apply(op), { limits }));
       }
     }
-    if (options.mode !== 'shadow') {
-      const clientOptions = {
-        connections: 1,
-        requestTimeoutMs: secondaryTimeoutMs,
-        connectTimeoutMs: secondaryTimeoutMs,
-        backoffInitialMs: 100,
-        backoffMaxMs: options.secondaryBackoffMs ?? 2000,
-      };
-      this.secondaryClient = new PoolClient(options.secondary, clientOptions);
-      this.primaryClient =
-        options.mode === 'warm'
-          ? new PoolClient(options.primary, { ...clientOptions, requestTimeoutMs: timeoutMs })
-          : undefined;
-    }
+    this.keeper = new SecondaryKeeper({
+      mode: options.mode,
+      primary: options.primary,
+      secondary: options.secondary,
+      timeoutMs,
+      secondaryTimeoutMs,
+      backoffMs: options.secondaryBackoffMs ?? 2000,
+      maxRememberedKeys: options.maxRememberedKeys ?? 1_000_000,
+      counters: this.counters,
+      onWarning: options.onWarning,
+    });
     const ctx: ProxyContext = {
       mode: options.mode,
       primary: options.primary,
@@ -174,10 +157,10 @@ export class Proxy {
       maxInFlight: Math.max(2, options.maxInFlight ?? 1024),
       counters: this.counters,
       tap: (index, sessionId) => this.tap(index, sessionId),
-      secondaryUsable: (index) => Date.now() >= (this.downUntil[index] ?? 0),
-      secondaryMissed: (index, key, reason) => this.missed(index, key, reason),
-      deleted: (key) => this.noteDelete(key),
-      warm: (key) => this.warm(key),
+      secondaryUsable: (index) => this.keeper.usable(index),
+      secondaryMissed: (index, key, reason) => this.keeper.missed(index, key, reason),
+      deleted: (key) => this.keeper.deleted(key),
+      warm: (key) => this.keeper.warm(key),
       upstream: (protocol, side, index, sessionId) => this.upstream(protocol, side, index, sessionId),
       congested: () => this.congestedCount > 0,
       paused: this.paused,
@@ -208,9 +191,7 @@ export class Proxy {
     clearInterval(this.sweepTimer);
     for (const up of this.upstreams) up.destroy();
     await Promise.all(this.replayers.map((r) => r.close(drainMs)));
-    if (this.rememberedCount > 0) await this.invalidate();
-    this.secondaryClient?.destroy();
-    this.primaryClient?.destroy();
+    await this.keeper.close();
     return this.status();
   }
 
@@ -221,9 +202,9 @@ export class Proxy {
       seconds: this.started === 0 ? 0 : (Date.now() - this.started) / 1000,
       connections: { ...this.listener.counters },
       proxy: { ...this.counters },
-      remembered: this.rememberedCount,
-      rememberOverflow: this.rememberOverflow,
-      invalidated: this.invalidated,
+      remembered: this.keeper.remembered,
+      rememberOverflow: this.keeper.rememberOverflow,
+      invalidated: this.keeper.invalidated,
       operations:
         this.options.mode === 'shadow' ? sumCounters(this.extractors.map((e) => e.counters)) : undefined,
       replay: this.options.mode === 'shadow' ? sumReplay(this.replayers.map((r) => r.counters)) : undefined,
@@ -314,106 +295,7 @@ export class Proxy {
   private sweep(): void {
     const now = Date.now();
     for (const up of this.upstreams) up.sweep(now);
-    if (this.rememberedCount > 0 && !this.invalidating) void this.invalidate();
-  }
-
-  private missed(index: number, key: Buffer, reason: string | undefined): void {
-    if (reason !== undefined && reason !== 'error reply' && reason !== 'error status') {
-      const backoff = this.options.secondaryBackoffMs ?? 2000;
-      if (Date.now() >= (this.downUntil[index] ?? 0)) {
-        this.options.onWarning?.(
-          `secondary ${this.options.secondary.servers[index]?.address}: ${reason}; skipped for ${backoff} ms`,
-        );
-      }
-      this.downUntil[index] = Date.now() + backoff;
-    }
-    if (key.length === 0) return;
-    const set = this.remembered[index];
-    if (set === undefined) return;
-    const k = key.toString('latin1');
-    if (set.has(k)) return;
-    if (this.rememberedCount >= (this.options.maxRememberedKeys ?? 1_000_000)) {
-      this.rememberOverflow++;
-      return;
-    }
-    set.add(k);
-    this.rememberedCount++;
-  }
-
-  /** Deletes remembered keys on secondary servers that are usable again. */
-  private async invalidate(): Promise<void> {
-    const client = this.secondaryClient;
-    if (client === undefined) return;
-    this.invalidating = true;
-    try {
-      for (let index = 0; index < this.remembered.length; index++) {
-        const set = this.remembered[index] as Set<string>;
-        if (set.size === 0 || Date.now() < (this.downUntil[index] ?? 0)) continue;
-        const server = client.clients[index];
-        if (server === undefined) continue;
-        for (const k of [...set].slice(0, 1000)) {
-          try {
-            await server.delete(Buffer.from(k, 'latin1'));
-          } catch {
-            this.downUntil[index] = Date.now() + (this.options.secondaryBackoffMs ?? 2000);
-            break;
-          }
-          set.delete(k);
-          this.rememberedCount--;
-          this.invalidated++;
-        }
-      }
-    } finally {
-      this.invalidating = false;
-    }
-  }
-
-  private noteDelete(key: Buffer): void {
-    const k = key.toString('latin1');
-    this.deletedAt.delete(k);
-    this.deletedAt.set(k, ++this.deleteSeq);
-    if (this.deletedAt.size > DELETED_MEMORY) {
-      const oldest = this.deletedAt.keys().next();
-      if (!oldest.done) this.deletedAt.delete(oldest.value);
-    }
-  }
-
-  /**
-   * Warm mode: the old pool's value of a key the new pool missed, written to
-   * the new pool in add mode with the remaining TTL (so a write that raced
-   * ahead wins). A key deleted while the lookup ran, or whose delete may not
-   * have reached the old pool, is a miss: a deleted key never comes back.
-   */
-  private async warm(key: Buffer): Promise<WarmItem | undefined> {
-    const old = this.secondaryClient;
-    const fresh = this.primaryClient;
-    if (old === undefined || fresh === undefined) return undefined;
-    const index = this.options.secondary.distribution.serverFor(key);
-    const k = key.toString('latin1');
-    if (this.remembered[index]?.has(k) || Date.now() < (this.downUntil[index] ?? 0)) return undefined;
-    this.counters.warmLookups++;
-    const mark = this.deleteSeq;
-    let reply;
-    try {
-      reply = await old.clientFor(key).mg(key, ['v', 'f', 't']);
-    } catch (err) {
-      this.missed(index, Buffer.alloc(0), err instanceof Error ? err.message : String(err));
-      return undefined;
-    }
-    if (reply.code !== 'VA' || reply.value === undefined) return undefined;
-    if ((this.deletedAt.get(k) ?? 0) > mark) return undefined;
-    const ttl = Number(reply.flags.find((f) => f.startsWith('t'))?.slice(1) ?? '-1');
-    const flags = Number(reply.flags.find((f) => f.startsWith('f'))?.slice(1) ?? '0');
-    if (ttl === 0 || Number.isNaN(ttl)) return undefined;
-    const item = { value: Buffer.from(reply.value), flags };
-    try {
-      await fresh.clientFor(key).add(key, item.value, { flags, exptime: ttl < 0 ? 0 : ttl });
-    } catch {
-      // The client still gets the value; the next miss tries the fill again.
-    }
-    if ((this.deletedAt.get(k) ?? 0) > mark) return undefined;
-    this.counters.warmHits++;
-    return item;
+    this.keeper.tick();
   }
 
   private startBackfill(): void {
