@@ -283,6 +283,25 @@ describe('memshift proxy', { timeout: 300_000 }, () => {
     assert.equal(await other!.get('c2'), undefined, 'a delete always reaches the secondary');
   });
 
+  it('dual: keys a stalled secondary missed are deleted there once it is back', async () => {
+    const [a] = await servers(1);
+    const [b] = await servers(1);
+    const { p, port } = await proxy('dual', [a!], [b!], { secondaryTimeoutMs: 100, secondaryBackoffMs: 200 });
+    const socket = await opened(port);
+    await converse(socket, 'set d1 0 0 2\r\nv0\r\n', /STORED\r\n$/);
+    b!.process.kill('SIGSTOP');
+    cleanups.push(async () => void b!.process.kill('SIGCONT'));
+    assert.equal(await converse(socket, 'set d1 0 0 2\r\nv1\r\n', /\r\n$/), 'STORED\r\n');
+    assert.equal(await converse(socket, 'set d1 0 0 2\r\nv2\r\n', /\r\n$/), 'STORED\r\n');
+    assert.equal(p.status().remembered, 1);
+    b!.process.kill('SIGCONT');
+    for (let i = 0; i < 200 && p.status().remembered > 0; i++) await sleep(50);
+    assert.equal(p.status().remembered, 0);
+    assert.equal(p.status().invalidated, 1);
+    const [direct] = client([b!]);
+    assert.equal(await direct!.get('d1'), undefined);
+  });
+
   for (const mode of ['shadow', 'dual'] as const) {
     it(`${mode}: a secondary stopped, then killed, mid-load costs clients nothing`, async () => {
       const old = await servers(1);

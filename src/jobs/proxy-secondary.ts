@@ -24,14 +24,23 @@ export interface SecondaryKeeperOptions {
 
 /** Deletes remembered per key in warm mode, oldest forgotten first. */
 const DELETED_MEMORY = 65536;
+/**
+ * A remembered key is deleted twice, this far apart: a write sent before the
+ * server stalled may still sit in its socket buffer and land when it resumes,
+ * racing the first delete (sent on another connection).
+ */
+const SETTLE_MS = 1000;
 /** Remembered keys deleted per server per pass. */
 const INVALIDATE_BATCH = 1000;
 
 export class SecondaryKeeper {
   private readonly options: SecondaryKeeperOptions;
   private readonly downUntil: number[];
-  /** Keys each secondary server missed, as latin1 strings (only on the failure path). */
-  private readonly keys: Set<string>[];
+  /**
+   * Keys each secondary server missed, as latin1 strings (only on the failure
+   * path), with when the first delete of the key succeeded (0: not yet).
+   */
+  private readonly keys: Map<string, number>[];
   private count = 0;
   private overflow = 0;
   private invalidatedKeys = 0;
@@ -46,7 +55,7 @@ export class SecondaryKeeper {
     this.options = options;
     const servers = options.secondary.servers.length;
     this.downUntil = new Array<number>(servers).fill(0);
-    this.keys = Array.from({ length: servers }, () => new Set<string>());
+    this.keys = Array.from({ length: servers }, () => new Map<string, number>());
     if (options.mode !== 'shadow') {
       const clientOptions = {
         connections: 1,
@@ -112,12 +121,15 @@ export class SecondaryKeeper {
     const set = this.keys[index];
     if (set === undefined) return;
     const k = key.toString('latin1');
-    if (set.has(k)) return;
+    if (set.has(k)) {
+      set.set(k, 0);
+      return;
+    }
     if (this.count >= this.options.maxRememberedKeys) {
       this.overflow++;
       return;
     }
-    set.add(k);
+    set.set(k, 0);
     this.count++;
   }
 
@@ -128,16 +140,22 @@ export class SecondaryKeeper {
     this.invalidating = true;
     try {
       for (let index = 0; index < this.keys.length; index++) {
-        const set = this.keys[index] as Set<string>;
+        const set = this.keys[index] as Map<string, number>;
         if (set.size === 0 || Date.now() < (this.downUntil[index] ?? 0)) continue;
         const server = client.clients[index];
         if (server === undefined) continue;
-        for (const k of [...set].slice(0, INVALIDATE_BATCH)) {
+        for (const [k, first] of [...set].slice(0, INVALIDATE_BATCH)) {
+          const now = Date.now();
+          if (first > 0 && now - first < SETTLE_MS) continue;
           try {
             await server.delete(Buffer.from(k, 'latin1'));
           } catch {
             this.downUntil[index] = Date.now() + this.options.backoffMs;
             break;
+          }
+          if (first === 0) {
+            set.set(k, now);
+            continue;
           }
           set.delete(k);
           this.count--;
