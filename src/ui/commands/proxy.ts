@@ -10,8 +10,10 @@ import { Proxy, type ProxyMode, type ProxyStatus } from '../../jobs/proxy.js';
 import { formatTable } from '../format.js';
 import { UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
+import type { DashboardSnapshot } from '../dashboard/server.js';
+import { addWebOptions, serveWeb, type WebFlags } from '../web.js';
 
-interface ProxyFlags extends PoolFlags {
+interface ProxyFlags extends PoolFlags, WebFlags {
   mode: string;
   listen: string;
   maxConnections: string;
@@ -34,7 +36,7 @@ interface ProxyFlags extends PoolFlags {
 const MODES: readonly ProxyMode[] = ['shadow', 'warm', 'dual'];
 
 export function registerProxy(program: Command, out: Output): void {
-  poolOptions(program.command('proxy'))
+  poolOptions(addWebOptions(program.command('proxy')))
     .description(
       'inline proxy: the old pool answers and the new one is shadowed, warmed on miss or dual-written',
     )
@@ -121,6 +123,7 @@ export function registerProxy(program: Command, out: Output): void {
         secondary: to.name,
       });
       process.stderr.write(`memshift proxy (${mode}) listening on ${proxy.address}\n`);
+      const dashboard = await serveWeb(flags, 'proxy', () => proxySnapshot(proxy.status()));
       let stop: () => void = () => undefined;
       const stopped = new Promise<void>((resolve) => (stop = resolve));
       const onSignal = (signal: string): void => {
@@ -139,6 +142,7 @@ export function registerProxy(program: Command, out: Output): void {
       try {
         await stopped;
       } finally {
+        await dashboard?.close();
         clearTimeout(timer);
         clearInterval(live);
         if (live) process.stderr.write('\r\x1b[K');
@@ -154,6 +158,35 @@ export function registerProxy(program: Command, out: Output): void {
       out.write(flags.json ? JSON.stringify(summary, null, 2) + '\n' : renderSummary(summary));
       if (summary.proxy.primaryErrors > 0) out.exitCode = 1;
     });
+}
+
+/** The proxy's figures for the dashboard and /metrics. */
+export function proxySnapshot(s: ProxyStatus): DashboardSnapshot {
+  const counters: Record<string, number> = {
+    'requests/clients': s.proxy.requests,
+    'errors/primary': s.proxy.primaryErrors,
+    'errors/protocol': s.proxy.protocolErrors,
+    'secondary/sent': s.proxy.secondarySent,
+    'secondary/failed': s.proxy.secondaryFailed,
+    'warm/lookups': s.proxy.warmLookups,
+    'warm/hits': s.proxy.warmHits,
+  };
+  if (s.replay) {
+    counters['shadow/seen'] = s.replay.seen;
+    counters['shadow/applied'] = s.replay.applied;
+    counters['shadow/dropped'] = s.replay.dropped;
+  }
+  return {
+    time: Date.now(),
+    counters,
+    gauges: {
+      'connections/open': s.connections.open,
+      'remembered keys': s.remembered,
+      ...(s.replay
+        ? { 'lag seconds/p99': s.replay.lag.p99 / 1000, 'shadow queued/all': s.replay.queued }
+        : {}),
+    },
+  };
 }
 
 /** One line: connections, requests, primary errors, and the secondary's share of the work. */
