@@ -22,7 +22,11 @@ describe('memshift proxy --web', () => {
         '--json',
       ]);
       const url = await proxy.dashboardUrl();
-      const listening = /listening on (\S+)/.exec(proxy.stderr())?.[1];
+      let listening: string | undefined;
+      for (let i = 0; i < 100 && !listening; i++) {
+        listening = /listening on (\S+)/.exec(proxy.stderr())?.[1];
+        if (!listening) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
       assert.ok(listening, proxy.stderr());
       const client = new MemcachedClient(listening);
       for (let i = 0; i < 50; i++) assert.equal(await client.set(`pw:${i}`, 'v'), 'STORED');

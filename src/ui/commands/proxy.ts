@@ -122,8 +122,6 @@ export function registerProxy(program: Command, out: Output): void {
         primary: from.name,
         secondary: to.name,
       });
-      process.stderr.write(`memshift proxy (${mode}) listening on ${proxy.address}\n`);
-      const dashboard = await serveWeb(flags, 'proxy', () => proxySnapshot(proxy.status()));
       let stop: () => void = () => undefined;
       const stopped = new Promise<void>((resolve) => (stop = resolve));
       const onSignal = (signal: string): void => {
@@ -132,6 +130,9 @@ export function registerProxy(program: Command, out: Output): void {
       };
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
+      // Announced once a signal stops it cleanly: scripts wait for these lines.
+      const dashboard = await serveWeb(flags, 'proxy', () => proxySnapshot(proxy.status()));
+      process.stderr.write(`memshift proxy (${mode}) listening on ${proxy.address}\n`);
       const timer =
         flags.duration === undefined
           ? undefined

@@ -296,7 +296,6 @@ async function runKeys(targets: string[], flags: TopFlags, out: Output): Promise
     windowSeconds,
     capacity,
   });
-  process.stderr.write(`memshift top: counting keys on ${flags.interface} port ${ports.join(',')}\n`);
   const view = await import('../top-view.js');
   const order = (s: SortState): HotKeyOrder =>
     s.column === view.KEYS_BY_BYTES_COLUMN ? 'bytes' : 'requests';
@@ -304,6 +303,8 @@ async function runKeys(targets: string[], flags: TopFlags, out: Output): Promise
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // Announced only once a signal can stop it cleanly: scripts wait for this line.
+  process.stderr.write(`memshift top: counting keys on ${flags.interface} port ${ports.join(',')}\n`);
   const wait = async (ms: number): Promise<void> => {
     try {
       await sleep(ms, undefined, { signal: stop.signal });
