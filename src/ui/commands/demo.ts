@@ -82,6 +82,11 @@ export function registerDemo(program: Command, out: Output): void {
             `cut-over, ${options.afterSeconds} s measured.\n`,
         );
       }
+      // Interrupted, the demo still stops what it started: exiting runs the
+      // launchers' exit hooks, which kill their memcached and tcpdump processes.
+      const interrupt = (): void => process.exit(130);
+      process.once('SIGINT', interrupt);
+      process.once('SIGTERM', interrupt);
       // The live page: each strategy's hit ratio as it runs (the new pool's
       // would-be ratio during a mirror window, the application's otherwise).
       const gauges: Record<string, number> = {};
@@ -105,6 +110,8 @@ export function registerDemo(program: Command, out: Output): void {
         },
       });
       await dashboard?.close();
+      process.off('SIGINT', interrupt);
+      process.off('SIGTERM', interrupt);
       const dir = resolve(flags.out);
       mkdirSync(dir, { recursive: true });
       const table = renderScenario(report);
