@@ -341,27 +341,6 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
     return true;
   }
 
-  private markUnsureThroughLoud(i: number): void {
-    for (let j = i; ; j++) {
-      const q = this.queue.at(j);
-      if (q === undefined) return;
-      q.unsure = true;
-      if (!q.silent) return;
-    }
-  }
-
-  /** Removes the `n` requests before the reply's owner: silent ones had their silent outcome. */
-  private passOver(n: number): void {
-    for (let k = 0; k < n; k++) {
-      const q = this.queue.shift()!;
-      if (q.silent) this.finish(q, q.silentOutcome);
-      else {
-        this.ctx.counters.mismatchedResponses++;
-        this.giveUp(q);
-      }
-    }
-  }
-
   /** The first reply frame for `p`, now at the head of the queue. */
   private begin(p: PendingRequest, res: AsciiResponse, bit: number): void {
     if (p.keys !== undefined) return this.more(p, res, bit);

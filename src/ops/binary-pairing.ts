@@ -169,26 +169,6 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
     return true;
   }
 
-  private markUnsureThroughLoud(i: number): void {
-    for (let j = i; ; j++) {
-      const q = this.queue.at(j);
-      if (q === undefined) return;
-      q.unsure = true;
-      if (!q.silent) return;
-    }
-  }
-
-  private passOver(n: number): void {
-    for (let k = 0; k < n; k++) {
-      const q = this.queue.shift()!;
-      if (q.silent) this.finish(q, q.silentOutcome);
-      else {
-        this.ctx.counters.mismatchedResponses++;
-        this.giveUp(q);
-      }
-    }
-  }
-
   private outcome(p: PendingRequest, res: BinaryResponse): void {
     const status = res.status;
     switch (p.command) {

@@ -245,6 +245,28 @@ export abstract class PairingSession<Req, Res> {
   }
 
   /** Reports `p` without a trustworthy reply: mutations as 'unknown', reads not at all. */
+  /** Marks queued requests unsure, from `i` up to and including the next one that is not silent. */
+  protected markUnsureThroughLoud(i: number): void {
+    for (let j = i; ; j++) {
+      const q = this.queue.at(j);
+      if (q === undefined) return;
+      q.unsure = true;
+      if (!q.silent) return;
+    }
+  }
+
+  /** Removes the `n` requests before the reply's owner: silent ones had their silent outcome. */
+  protected passOver(n: number): void {
+    for (let k = 0; k < n; k++) {
+      const q = this.queue.shift()!;
+      if (q.silent) this.finish(q, q.silentOutcome);
+      else {
+        this.ctx.counters.mismatchedResponses++;
+        this.giveUp(q);
+      }
+    }
+  }
+
   protected giveUp(p: PendingRequest): void {
     if (p.command === 'other') return;
     if (p.command === 'get') {
