@@ -66,13 +66,8 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       this.decoder.push(chunk, (req) => this.request(req));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
-      // The stream is out of step: answer as memcached does and close this connection only.
-      this.ctx.counters.protocolErrors++;
-      const slot = newSlot();
-      slot.parts = [Buffer.from(`CLIENT_ERROR ${err.reason}\r\n`, 'latin1')];
-      slot.close = true;
-      this.push(slot);
-      this.stopReading();
+      // The stream is out of step: answer as memcached does.
+      this.refuseGarbage([Buffer.from(`CLIENT_ERROR ${err.reason}\r\n`, 'latin1')]);
     }
   }
 

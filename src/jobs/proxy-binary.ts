@@ -48,12 +48,8 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
       this.decoder.push(chunk, (req) => this.request(req));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
-      // memcached closes a binary connection whose bytes are not a request header.
-      this.ctx.counters.protocolErrors++;
-      const slot = newSlot();
-      slot.close = true;
-      this.push(slot);
-      this.stopReading();
+      // memcached closes a binary connection whose bytes are not a request header, without a reply.
+      this.refuseGarbage(undefined);
     }
   }
 

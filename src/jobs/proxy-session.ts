@@ -148,6 +148,19 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   }
 
   /** Stop reading after the slots so far: a protocol error or quit ends the connection. */
+  /**
+   * The client's bytes are not memcached requests: answer with `reply` if
+   * the protocol has one (text: CLIENT_ERROR) and close this connection only.
+   */
+  protected refuseGarbage(reply: Buffer[] | undefined): void {
+    this.ctx.counters.protocolErrors++;
+    const slot = newSlot();
+    if (reply) slot.parts = reply;
+    slot.close = true;
+    this.push(slot);
+    this.stopReading();
+  }
+
   protected stopReading(): void {
     this.ended = true;
     this.socket.pause();
