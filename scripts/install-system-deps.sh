@@ -2,7 +2,9 @@
 # Installs the Debian packages memshift and its tests use, when they are missing:
 # memcached (servers for the demo and tests), tcpdump (live capture for mirror),
 # libmemcached-tools (memcslap, memccapable: real clients in tests), tmux (terminal UI tests),
-# chromium (dashboard tests, headless).
+# chromium (dashboard tests, headless), and the real client libraries the conformance tests
+# drive: pylibmc, pymemcache, python-memcached (under /usr/bin/python3), php-memcached and PECL
+# memcache, Ruby Dalli, Perl Cache::Memcached and Cache::Memcached::Fast.
 set -euo pipefail
 
 need=()
@@ -11,6 +13,11 @@ command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v memccapable >/dev/null 2>&1 || need+=(libmemcached-tools)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for pkg in python3-pylibmc python3-pymemcache python3-memcache php8.2-cli php8.2-memcached \
+  php8.2-memcache ruby ruby-dalli libcache-memcached-perl libcache-memcached-fast-perl; do
+  installed "$pkg" || need+=("$pkg")
+done
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
