@@ -4,3 +4,4 @@ export * from './connection.js';
 export * from './errors.js';
 export * from './ring.js';
 export * from './pool-client.js';
+export * from './server-limits.js';
