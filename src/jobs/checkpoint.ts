@@ -17,8 +17,13 @@ export interface CheckpointSource {
   readonly address: string;
   /** Keys in the list. */
   readonly total: number;
-  /** Keys of the list, from the start, that are finished (copied or skipped). */
+  /** Keys of the list, from the start, whose batches succeeded (copied or skipped for a reason). */
   done: number;
+  /**
+   * Runs of list positions [start, end) past `done` whose batches succeeded;
+   * the gaps between are keys of failed batches that --resume tries again.
+   */
+  ahead?: [number, number][];
 }
 
 export interface CheckpointState {

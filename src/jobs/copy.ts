@@ -15,14 +15,30 @@
  * is skipped as expired; no expiry stays no expiry unless --max-ttl caps it. A TTL above 30 days must be sent as unix time
  * (reference/memcached-protocol.txt, "Expiration"), in the target's clock.
  *
- * With live mirroring (`freshness`), a key that mirroring saw mutated after
- * the copy read it is not written; and if it was mutated while the write was
- * on its way, the copy's write is taken back with a CAS-guarded delete that
- * only removes the copy's own value (DESIGN.md, invariant 4).
+ * The guard (DESIGN.md, invariant 4), whatever writes beside the copy (a
+ * mirror, the proxy, an application writing both pools): every key is read
+ * with its CAS, written in add mode with the target's CAS asked back, and
+ * once written, asked again on the source. A key that is gone there, has
+ * another CAS (rewritten) or a shorter TTL is taken back on the target with a
+ * delete guarded by the copy's own CAS, which removes the copy's value and
+ * nothing a writer put there since. A writer changes the source before the
+ * target, so a change the second look misses reaches the target after the
+ * copy's write and overrides it. With live mirroring (`freshness`) a key that
+ * mirroring saw mutated after the read is not written at all.
+ *
+ * Limits follow the servers: values are read up to the source's
+ * `item_size_max` and written only where they fit the target's; a key that
+ * no meta command can name (a binary-protocol key over 187 bytes that needs
+ * base64) is skipped and counted. Either costs that key alone, never a batch.
+ *
+ * Failure is bounded and honest: the checkpoint moves only over batches that
+ * succeeded (a failed one stays for `--resume` to retry), and a source whose
+ * batches fail `giveUpAfter` times in a row is stopped with one error.
  */
 import { parseEndpoint } from '../net/address.js';
 import { MemcachedClient } from '../net/client.js';
 import type { ConnectionOptions } from '../net/connection.js';
+import { itemFits, parserLimitsFor, readServerLimits, type ServerLimits } from '../net/server-limits.js';
 import type { MetadumpEntry } from '../protocol/ascii-frames.js';
 import type { KeyFreshness } from '../replay/freshness.js';
 import type { Pool } from '../topology/pool.js';
@@ -37,7 +53,7 @@ import {
   type CheckpointState,
 } from './checkpoint.js';
 import { collectKeys, KeyList, ServerClock, type EnumerationMethod } from './enumerate.js';
-import { BatchLink, CRLF, RequestBuilder, type FetchedBatch } from './meta-batch.js';
+import { BatchLink, CRLF, RequestBuilder, type BatchError, type FetchedBatch } from './meta-batch.js';
 import { LatencyGovernor, TokenBucket } from './rate-limit.js';
 
 export const SKIP_REASONS = [
@@ -48,6 +64,7 @@ export const SKIP_REASONS = [
   'filtered',
   'short-ttl',
   'too-large',
+  'unsupported-key',
   'overflow',
   'failed',
 ] as const;
@@ -73,6 +90,13 @@ export interface CopyOptions {
   readonly minTtl?: number;
   /** Values larger than this are not copied. */
   readonly maxSize?: number;
+  /**
+   * The largest value read or written, instead of what each server's
+   * `item_size_max` allows (read from `stats settings` at start).
+   */
+  readonly maxValue?: number;
+  /** Consecutive failed batches after which a source server is given up (default 3). */
+  readonly giveUpAfter?: number;
   /** Only keys matching (tested on the key read as latin1) / starting with these bytes. */
   readonly match?: RegExp;
   readonly prefix?: Buffer;
@@ -114,6 +138,12 @@ export interface CopySourceReport {
   readonly total: number;
   /** Keys already done by an earlier run (resume). */
   readonly resumedAt: number;
+  /** Keys of failed batches of an earlier run, tried again in this one (resume). */
+  readonly retried: number;
+  /** The source's `item_size_max`. */
+  readonly itemSizeMax: number;
+  /** Why this source was given up before its list was done. */
+  readonly stopped?: string;
 }
 
 export interface CopyReport extends CopyProgress {
@@ -137,6 +167,7 @@ const MONTH_SECONDS = 30 * 24 * 3600;
 
 interface Prepared {
   readonly list: KeyList;
+  readonly limits: ServerLimits;
   /** Indexes into `list` in copy order; undefined: list order. */
   readonly order: Uint32Array | undefined;
   /** The source's clock, to tell an expired key from a vanished one (none for a resumed list). */
@@ -169,8 +200,9 @@ class CopyJob {
   private lastProgress = 0;
   private readonly keyRate: TokenBucket | undefined;
   private readonly byteRate: TokenBucket | undefined;
-  private readonly targets: BatchLink[];
+  private targets: BatchLink[] = [];
   private targetClocks: ServerClock[] = [];
+  private targetLimits: ServerLimits[] = [];
   private readonly errors: string[] = [];
   private slowdowns = 0;
   private state: CheckpointState | undefined;
@@ -185,9 +217,6 @@ class CopyJob {
     this.byteRate = options.bandwidth
       ? new TokenBucket(options.bandwidth, Math.max(1, options.bandwidth / 10))
       : undefined;
-    this.targets = options.to.servers.map(
-      (s) => new BatchLink(parseEndpoint(s.address), options.connection ?? {}),
-    );
   }
 
   async run(): Promise<CopyReport> {
@@ -203,15 +232,24 @@ class CopyJob {
       }
       this.state = state;
     }
-    this.targetClocks = await Promise.all(
+    const targetInfo = await Promise.all(
       to.servers.map(async (s) => {
         const client = new MemcachedClient(s.address, this.options.connection ?? {});
         try {
-          return await ServerClock.of(client);
+          return { clock: await ServerClock.of(client), limits: await readServerLimits(client) };
         } finally {
           await client.close();
         }
       }),
+    );
+    this.targetClocks = targetInfo.map((t) => t.clock);
+    this.targetLimits = targetInfo.map((t) => t.limits);
+    this.targets = to.servers.map(
+      (s, t) =>
+        new BatchLink(parseEndpoint(s.address), {
+          ...this.options.connection,
+          limits: parserLimitsFor([this.targetLimits[t]!], this.options.maxValue),
+        }),
     );
     const resumed = this.state !== undefined;
     const lists = await Promise.all(from.servers.map((s, i) => this.prepare(s.address, i)));
@@ -222,18 +260,19 @@ class CopyJob {
         to: to.servers.map((s) => s.address),
         order: this.options.order ?? 'hottest',
         startedAt: new Date().toISOString(),
-        sources: lists.map((l) => ({ address: l.report.address, total: l.list.length, done: 0 })),
+        sources: lists.map((l) => ({ address: l.report.address, total: l.list.length, done: 0, ahead: [] })),
       };
       await writeCheckpoint(file, this.state);
     }
     this.phase = 'copying';
     this.progress(true);
-    await Promise.all(lists.map((l, i) => this.copySource(l, i)));
+    const outcomes = await Promise.all(lists.map((l, i) => this.copySource(l, i)));
     const interrupted = this.options.signal?.aborted ?? false;
     this.phase = 'done';
     if (file !== undefined && this.state) {
       await this.saving;
-      if (interrupted || this.errors.length > 0) await writeCheckpoint(file, this.state);
+      const unfinished = this.state.sources.some((s) => s.done < s.total);
+      if (unfinished || this.errors.length > 0) await writeCheckpoint(file, this.state);
       else await removeCheckpoint(file, from.servers.length);
     }
     const progress = this.snapshot();
@@ -243,7 +282,11 @@ class CopyJob {
       ...progress,
       pointInTime: this.options.freshness === undefined,
       interrupted,
-      sources: lists.map((l) => ({ ...l.report, total: l.list.length - l.report.resumedAt })),
+      sources: lists.map((l, i) => ({
+        ...l.report,
+        total: outcomes[i]!.total,
+        ...(outcomes[i]!.stopped === undefined ? {} : { stopped: outcomes[i]!.stopped }),
+      })),
       slowdowns: this.slowdowns,
       errors: this.errors,
     };
@@ -257,25 +300,31 @@ class CopyJob {
   private async prepare(address: string, index: number): Promise<Prepared> {
     const file = this.options.checkpoint;
     const saved = this.state?.sources[index];
-    if (file !== undefined && saved) {
-      const list = await readKeys(keysFileOf(file, index), saved.total);
-      this.total += saved.total - saved.done;
-      return {
-        list,
-        order: undefined,
-        clock: undefined,
-        report: {
-          address,
-          method: 'checkpoint',
-          warnings: [],
-          listed: saved.total,
-          total: 0,
-          resumedAt: saved.done,
-        },
-      };
-    }
     const client = new MemcachedClient(address, this.options.connection ?? {});
     try {
+      const limits = await readServerLimits(client);
+      if (file !== undefined && saved) {
+        const list = await readKeys(keysFileOf(file, index), saved.total);
+        const ahead = (saved.ahead ?? []).reduce((n, [a, b]) => n + (b - a), 0);
+        const aheadEnd = (saved.ahead ?? []).reduce((m, [, b]) => Math.max(m, b), saved.done);
+        this.total += saved.total - saved.done - ahead;
+        return {
+          list,
+          limits,
+          order: undefined,
+          clock: undefined,
+          report: {
+            address,
+            method: 'checkpoint',
+            warnings: [],
+            listed: saved.total,
+            total: 0,
+            resumedAt: saved.done,
+            retried: aheadEnd - saved.done - ahead,
+            itemSizeMax: limits.itemSizeMax,
+          },
+        };
+      }
       const clock = await ServerClock.of(client);
       const stats = await client.stats();
       const expected = Number(stats.get('curr_items') ?? 0);
@@ -299,9 +348,19 @@ class CopyJob {
       this.progress(false);
       return {
         list: raw,
+        limits,
         order,
         clock,
-        report: { address, method: info.method, warnings: info.warnings, listed, total: 0, resumedAt: 0 },
+        report: {
+          address,
+          method: info.method,
+          warnings: info.warnings,
+          listed,
+          total: 0,
+          resumedAt: 0,
+          retried: 0,
+          itemSizeMax: limits.itemSizeMax,
+        },
       };
     } finally {
       await client.close();
@@ -327,33 +386,66 @@ class CopyJob {
     return false;
   }
 
-  /** Works through one source's list in batches, at most `window` batches in flight. */
-  private async copySource(prepared: Prepared, index: number): Promise<void> {
+  /**
+   * Works through one source's list in batches, at most `window` batches in
+   * flight. A batch is a run of list positions; the checkpoint's `done` is
+   * the prefix of positions whose batches succeeded, `ahead` the runs that
+   * succeeded past it, so a failed batch leaves a gap that --resume fills.
+   */
+  private async copySource(prepared: Prepared, index: number): Promise<{ total: number; stopped?: string }> {
     const { list, order, clock } = prepared;
     const address = this.options.from.servers[index]!.address;
-    const source = new BatchLink(parseEndpoint(address), this.options.connection ?? {});
+    const source = new BatchLink(parseEndpoint(address), {
+      ...this.options.connection,
+      limits: parserLimitsFor([prepared.limits], this.options.maxValue),
+    });
     const governor = new LatencyGovernor(Math.max(1, this.options.concurrency ?? 4));
     // Under --rate a batch is no larger than the bucket's burst, so the first
     // batch cannot run ahead of the rate (a larger take is let through at once).
     const rateCap = this.options.rate ? Math.max(1, Math.floor(this.options.rate / 10)) : Infinity;
     const batchKeys = Math.max(1, Math.min(this.options.batchKeys ?? 1024, rateCap));
     const batchBytes = Math.max(1, this.options.batchBytes ?? 4 * 1024 * 1024);
+    const giveUpAfter = Math.max(1, this.options.giveUpAfter ?? 3);
     const saved = this.state?.sources[index];
-    // Batches finish out of order; the checkpoint moves over the finished prefix only.
+    // Runs that succeeded, by start; the prefix moves over them in order.
     const finished = new Map<number, number>();
+    for (const [a, b] of saved?.ahead ?? []) finished.set(a, b);
     let cursor = prepared.report.resumedAt;
+    const advance = (): void => {
+      while (finished.has(cursor)) {
+        const end = finished.get(cursor)!;
+        finished.delete(cursor);
+        cursor = end;
+      }
+      if (saved) {
+        saved.done = cursor;
+        saved.ahead = [...finished.entries()].sort((x, y) => x[0] - y[0]);
+      }
+    };
+    advance();
     let inFlight = 0;
+    let total = 0;
+    let failedInRow = 0;
+    let stopped: string | undefined;
     let wake: (() => void) | undefined;
     const signal = this.options.signal;
     try {
       let next = cursor;
-      while (next < list.length && !signal?.aborted) {
+      while (next < list.length && !signal?.aborted && stopped === undefined) {
         while (inFlight >= governor.window) await new Promise<void>((resolve) => (wake = resolve));
+        if (stopped !== undefined) break;
+        // Skip runs an earlier run finished; a batch never spans one.
+        while (finished.has(next)) next = finished.get(next)!;
+        if (next >= list.length) break;
         const start = next;
         let bytes = 0;
         const keys: Buffer[] = [];
         const indexes: number[] = [];
-        while (next < list.length && keys.length < batchKeys && (keys.length === 0 || bytes < batchBytes)) {
+        while (
+          next < list.length &&
+          keys.length < batchKeys &&
+          (keys.length === 0 || (bytes < batchBytes && !finished.has(next)))
+        ) {
           const i = order ? order[next]! : next;
           next++;
           bytes += list.size(i);
@@ -362,28 +454,35 @@ class CopyJob {
         }
         if (this.keyRate) await this.keyRate.take(keys.length, signal);
         if (this.byteRate) await this.byteRate.take(bytes, signal);
-        if (signal?.aborted) {
-          next = start;
-          break;
-        }
+        if (signal?.aborted) break;
         inFlight++;
+        total += keys.length;
         const sentWith = inFlight;
         const expired = (j: number): boolean =>
           clock !== undefined && list.expiredAt(indexes[j]!, clock.now());
         void this.copyBatch(source, keys, governor, sentWith, expired)
-          .catch((err: unknown) => {
-            if (this.errors.length < 20) this.errors.push(err instanceof Error ? err.message : String(err));
-          })
+          .then(
+            () => {
+              failedInRow = 0;
+              finished.set(start, start + keys.length);
+              advance();
+            },
+            (err: unknown) => {
+              const text = err instanceof Error ? err.message : String(err);
+              if (this.errors.length < 20) this.errors.push(text);
+              if (++failedInRow >= giveUpAfter && stopped === undefined) {
+                stopped =
+                  `${address}: copy stopped after ${failedInRow} failed batches in a row ` +
+                  `(last: ${text}); the checkpoint keeps every key not copied: fix the server and ` +
+                  `run the same command with --resume`;
+                this.errors.push(stopped);
+                this.warn(stopped);
+              }
+            },
+          )
           .finally(() => {
             inFlight--;
             this.done += keys.length;
-            finished.set(start, start + keys.length);
-            while (finished.has(cursor)) {
-              const end = finished.get(cursor)!;
-              finished.delete(cursor);
-              cursor = end;
-            }
-            if (saved) saved.done = cursor;
             this.progress(false);
             const w = wake;
             wake = undefined;
@@ -395,8 +494,10 @@ class CopyJob {
       this.slowdowns += governor.slowdowns;
       await source.close();
     }
+    return stopped === undefined ? { total } : { total, stopped };
   }
 
+  /** Reads a batch from the source, writes it to the targets, and checks the source again. */
   private async copyBatch(
     source: BatchLink,
     keys: Buffer[],
@@ -409,22 +510,25 @@ class CopyJob {
     const t0 = performance.now();
     let got: FetchedBatch;
     try {
-      got = await source.fetch(keys, true);
+      got = await source.fetch(keys, true, true);
     } catch (err) {
       this.skip('failed', keys.length);
       throw err;
     }
     governor.observe(performance.now() - t0, keys.length, inFlight);
+    this.skip('unsupported-key', got.unsupportedCount);
     // A key listed but not found: expired if its listed expiry has passed, else gone (deleted, evicted).
-    if (got.hits < keys.length) {
+    if (got.hits + got.unsupportedCount < keys.length) {
       for (let j = 0; j < keys.length; j++)
-        if (got.hit[j] === 0) this.skip(expired(j) ? 'expired' : 'vanished');
+        if (got.hit[j] === 0 && got.unsupported[j] === 0) this.skip(expired(j) ? 'expired' : 'vanished');
     }
     const builders: (RequestBuilder | undefined)[] = new Array(this.targets.length);
     const members: number[][] = this.targets.map(() => []);
+    const written = new Int32Array(keys.length);
     const maxTtl = this.options.maxTtl;
     const minTtl = this.options.minTtl;
     const maxSize = this.options.maxSize;
+    const maxValue = this.options.maxValue;
     for (let j = 0; j < keys.length; j++) {
       if (got.hit[j] === 0) continue;
       const key = keys[j]!;
@@ -450,76 +554,149 @@ class CopyJob {
         continue;
       }
       const t = this.options.to.distribution.serverFor(key);
+      const fits =
+        maxValue !== undefined
+          ? value.length <= maxValue
+          : itemFits(this.targetLimits[t]!, key.length, value.length);
+      if (!fits) {
+        this.skip('too-large');
+        continue;
+      }
+      written[j] = ttl;
       if (ttl > MONTH_SECONDS) ttl = this.targetClocks[t]!.now() + ttl;
       const b = (builders[t] ??= new RequestBuilder());
       b.ascii('ms ');
       const base64 = b.key(key);
-      // Add mode (ME): protocol.txt "Meta Set", M(token) E = "add". Quiet unless the CAS is needed.
-      b.ascii(
-        ` ${value.length}${base64 ? ' b' : ''} T${ttl} F${got.flags[j]}${freshness ? ' ME c' : ' ME q'}\r\n`,
-      );
+      // Add mode (ME): protocol.txt "Meta Set", M(token) E = "add"; `c` asks for the target's CAS,
+      // which the take-back's delete is guarded by. Not quiet: replies are matched by position.
+      b.ascii(` ${value.length}${base64 ? ' b' : ''} T${ttl} F${got.flags[j]} ME c\r\n`);
       b.bytes(value);
       b.bytes(CRLF);
       members[t]!.push(j);
     }
-    await Promise.all(
-      builders.map(async (b, t) => {
-        if (!b) return;
-        const batch = members[t]!;
-        await this.write(t, b, batch, keys, got.values, mark);
-      }),
+    const writes = await Promise.allSettled(
+      builders.map((b, t) => (b ? this.write(t, b, members[t]!) : Promise.resolve([]))),
     );
+    const stored: Stored[] = [];
+    let failure: unknown;
+    for (const w of writes) {
+      if (w.status === 'fulfilled') stored.push(...w.value);
+      else {
+        const reason: unknown = w.reason;
+        if (reason instanceof WriteFailure) stored.push(...reason.stored);
+        failure ??= reason instanceof WriteFailure ? reason.reason : reason;
+      }
+    }
+    await this.guard(source, keys, got, written, stored, mark);
+    if (failure !== undefined) throw failure;
   }
 
-  /** Sends one target's share of a batch; counts copied, exists and, under mirroring, takes back stale writes. */
-  private async write(
-    t: number,
-    b: RequestBuilder,
-    batch: number[],
+  /**
+   * Sends one target's share of a batch and returns what it stored with the
+   * target's CAS. NS: the target had the key (fresher, add mode); a
+   * `SERVER_ERROR` answers that key alone (too large for the target's items).
+   */
+  private async write(t: number, b: RequestBuilder, batch: number[]): Promise<Stored[]> {
+    const stored: Stored[] = [];
+    let n = 0;
+    let notStored = 0;
+    try {
+      await this.targets[t]!.send(
+        b.finish(),
+        'ms batch',
+        (frame) => {
+          const j = batch[n++];
+          if (j === undefined) return;
+          if (frame.code === 'NS') notStored++;
+          else if (frame.code === 'HD') {
+            const cas = frame.flags.find((f) => f.startsWith('c'));
+            stored.push({ j, t, cas: cas?.slice(1) ?? '', at: performance.now() });
+          }
+        },
+        (error: BatchError) => {
+          n++;
+          this.skip(/too large/i.test(error.message) ? 'too-large' : 'failed');
+        },
+      );
+    } catch (err) {
+      // The keys stored before the failure are returned through the error so the guard still checks them.
+      this.skip('exists', notStored);
+      this.skip('failed', batch.length - n);
+      throw new WriteFailure(err, stored);
+    }
+    this.skip('exists', notStored);
+    return stored;
+  }
+
+  /**
+   * Asks the source again for every key the batch stored and takes back the
+   * copy's value where the source no longer holds what was read. When the
+   * source cannot be asked, nothing the batch wrote can be vouched for, and
+   * all of it is taken back.
+   */
+  private async guard(
+    source: BatchLink,
     keys: Buffer[],
-    values: (Buffer | undefined)[],
+    got: FetchedBatch,
+    written: Int32Array,
+    stored: Stored[],
     mark: number,
   ): Promise<void> {
-    const target = this.targets[t]!;
+    if (stored.length === 0) return;
     const freshness = this.options.freshness;
-    let notStored = 0;
-    let n = 0;
-    const stale: { key: Buffer; cas: string }[] = [];
+    let again: FetchedBatch | undefined;
+    let failure: unknown;
     try {
-      await target.send(b.finish(), 'ms batch', (frame) => {
-        const j = batch[n++];
-        if (frame.code === 'NS') {
-          notStored++;
-          return;
-        }
-        if (freshness && frame.code === 'HD' && j !== undefined && freshness.changedSince(keys[j]!, mark)) {
-          const cas = frame.flags.find((f) => f.startsWith('c'));
-          if (cas) stale.push({ key: keys[j]!, cas: cas.slice(1) });
-        }
-      });
+      again = await source.fetch(
+        stored.map((s) => keys[s.j]!),
+        false,
+        true,
+      );
     } catch (err) {
-      // The replies before the error tell; the rest of the batch has an unknown outcome.
-      this.skip('exists', notStored);
-      this.copied += n - notStored;
-      this.skip('failed', batch.length - n);
-      throw err;
+      failure = err;
+    }
+    const now = performance.now();
+    const back: Stored[] = [];
+    for (const [n, s] of stored.entries()) {
+      if (!again || again.hit[n] === 0 || again.cas[n] !== got.cas[s.j]) back.push(s);
+      else if (freshness?.changedSince(keys[s.j]!, mark)) back.push(s);
+      else {
+        // A TTL shortened on the source (touch) since the read: the copy would outlive it.
+        const left = again.ttl[n]!;
+        const wrote = written[s.j]!;
+        const since = Math.floor((now - s.at) / 1000);
+        if (left >= 0 && (wrote === 0 || wrote - since > left + 2)) back.push(s);
+      }
     }
     let bytes = 0;
-    for (const j of batch) bytes += values[j]!.length;
-    this.skip('exists', notStored);
-    this.copied += batch.length - notStored;
+    for (const s of stored) bytes += got.values[s.j]!.length;
+    this.copied += stored.length - back.length;
     this.bytes += bytes;
-    if (stale.length > 0) {
-      const md = new RequestBuilder();
-      for (const s of stale) {
-        md.ascii('md ');
-        const base64 = md.key(s.key);
-        md.ascii(`${base64 ? ' b' : ''} C${s.cas} q\r\n`);
-      }
-      await target.send(md.finish(), 'md batch', () => undefined);
-      this.copied -= stale.length;
-      this.skip('changed-during-copy', stale.length);
+    this.skip('changed-during-copy', back.length);
+    if (back.length > 0) await this.takeBack(keys, back);
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Deletes the copy's own values (CAS-guarded: a value written since stays). */
+  private async takeBack(keys: Buffer[], back: Stored[]): Promise<void> {
+    const byTarget = new Map<number, RequestBuilder>();
+    for (const s of back) {
+      let md = byTarget.get(s.t);
+      if (!md) byTarget.set(s.t, (md = new RequestBuilder()));
+      md.ascii('md ');
+      const base64 = md.key(keys[s.j]!);
+      md.ascii(`${base64 ? ' b' : ''} C${s.cas} q\r\n`);
     }
+    await Promise.all(
+      [...byTarget].map(([t, md]) =>
+        this.targets[t]!.send(
+          md.finish(),
+          'md batch',
+          () => undefined,
+          () => undefined,
+        ),
+      ),
+    );
   }
 
   private warn(text: string): void {
@@ -561,6 +738,25 @@ class CopyJob {
           this.warn(`checkpoint not saved: ${err instanceof Error ? err.message : String(err)}`);
         });
     }
+  }
+}
+
+/** A key a batch stored on target `t`, with the target's CAS for a guarded take-back. */
+interface Stored {
+  readonly j: number;
+  readonly t: number;
+  readonly cas: string;
+  /** When the target confirmed the write (performance.now()). */
+  readonly at: number;
+}
+
+/** A target's share of a batch failed; what it had stored before is still guarded. */
+class WriteFailure extends Error {
+  constructor(
+    readonly reason: unknown,
+    readonly stored: Stored[],
+  ) {
+    super(reason instanceof Error ? reason.message : String(reason));
   }
 }
 

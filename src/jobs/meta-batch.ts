@@ -6,8 +6,8 @@
  * hundreds of thousands of keys a second this way, with one promise and one
  * socket write per batch instead of per key.
  */
-import type { AsciiResponse, MetaResponse } from '../protocol/ascii-frames.js';
-import { keyNeedsBase64 } from '../protocol/meta.js';
+import type { AsciiResponse, ErrorResponse, MetaResponse } from '../protocol/ascii-frames.js';
+import { keyNeedsBase64, metaKeyFits } from '../protocol/meta.js';
 import { MemshiftError } from '../protocol/errors.js';
 import { Connection, type ConnectionOptions } from '../net/connection.js';
 import type { Endpoint } from '../net/address.js';
@@ -74,6 +74,8 @@ export class RequestBuilder {
 /** What a batch of `mg` found: per key of the batch, by position. */
 export interface FetchedBatch {
   readonly hit: Uint8Array;
+  /** 1 for a key no meta command can name (see `metaKeyFits`): not asked, not a hit. */
+  readonly unsupported: Uint8Array;
   readonly flags: Uint32Array;
   /** Remaining TTL in seconds as the server counts it, -1 for never. */
   readonly ttl: Int32Array;
@@ -81,13 +83,19 @@ export interface FetchedBatch {
   readonly size: Uint32Array;
   /** The values, when asked for (views of the reply's bytes). */
   readonly values: (Buffer | undefined)[];
+  /** The items' CAS values as the server wrote them, when asked for. */
+  readonly cas: (string | undefined)[];
   hits: number;
+  unsupportedCount: number;
 }
 
+/** A server's error reply to one command of a batch. */
+export type BatchError = ErrorResponse;
+
 /**
- * A few pipelined connections to one server, used round robin. A batch the
- * server ended early with an error reply leaves the rest of its replies on
- * the wire, so that connection is dropped and replaced.
+ * A few pipelined connections to one server, used round robin. A batch that
+ * went wrong as a whole (an unexpected reply) may leave the rest of its
+ * replies on the wire, so that connection is dropped and replaced.
  */
 export class BatchLink {
   private readonly conns: Connection[];
@@ -107,32 +115,49 @@ export class BatchLink {
 
   /**
    * Fetches flags, remaining TTL and value (or only its size: `withValues`
-   * may say per key, 1 for a value) of every key,
-   * without bumping them in the LRU (`u`), so a copy does not make cold keys
-   * look hot on the production server.
+   * may say per key, 1 for a value) of every key, and the CAS value when
+   * `withCas`, without bumping them in the LRU (`u`), so a copy does not
+   * make cold keys look hot on the production server. A key no meta command
+   * can name is not sent; it comes back marked `unsupported`.
    */
-  async fetch(keys: readonly Buffer[], withValues: boolean | Uint8Array): Promise<FetchedBatch> {
+  async fetch(
+    keys: readonly Buffer[],
+    withValues: boolean | Uint8Array,
+    withCas = false,
+  ): Promise<FetchedBatch> {
     const n = keys.length;
     const out: FetchedBatch = {
       hit: new Uint8Array(n),
+      unsupported: new Uint8Array(n),
       flags: new Uint32Array(n),
       ttl: new Int32Array(n),
       size: new Uint32Array(n),
       values: withValues === false ? [] : new Array<Buffer | undefined>(n),
+      cas: withCas ? new Array<string | undefined>(n) : [],
       hits: 0,
+      unsupportedCount: 0,
     };
     const b = new RequestBuilder();
+    let asked = 0;
     for (let j = 0; j < n; j++) {
+      if (!metaKeyFits(keys[j]!)) {
+        out.unsupported[j] = 1;
+        out.unsupportedCount++;
+        continue;
+      }
+      asked++;
       b.ascii('mg ');
       const base64 = b.key(keys[j]!);
       const value = withValues === true || (withValues !== false && withValues[j] === 1);
-      const tail = value ? ' v f t u q O' : ' s f t u q O';
+      const tail = (value ? ' v f t u q' : ' s f t u q') + (withCas ? ' c O' : ' O');
       b.ascii(base64 ? ` b${tail}${j}\r\n` : `${tail}${j}\r\n`);
     }
+    if (asked === 0) return out;
     await this.send(b.finish(), 'mg batch', (frame) => {
       let j = -1;
       let flags = 0;
       let ttl = -1;
+      let cas: string | undefined;
       let size = frame.value?.length ?? 0;
       for (const token of frame.flags) {
         const c = token.charCodeAt(0);
@@ -142,7 +167,9 @@ export class BatchLink {
           flags = Number(token.slice(1)); // f
         else if (c === 0x74)
           ttl = Number(token.slice(1)); // t
-        else if (c === 0x73) size = Number(token.slice(1)); // s
+        else if (c === 0x73)
+          size = Number(token.slice(1)); // s
+        else if (c === 0x63) cas = token.slice(1); // c
       }
       if (j < 0 || j >= n || (frame.code !== 'VA' && frame.code !== 'HD')) {
         throw new MemshiftError(
@@ -156,44 +183,52 @@ export class BatchLink {
       out.ttl[j] = ttl;
       out.size[j] = size;
       if (frame.value !== undefined) out.values[j] = frame.value;
+      if (withCas) out.cas[j] = cas;
     });
     return out;
   }
 
   /**
    * Sends a batch built by the caller and hands each reply before `MN` to
-   * `onReply`. Rejects when the server answered an error in the middle.
+   * `onReply`. A server error reply goes to `onError` when given (in a
+   * batch it answers one command: `SERVER_ERROR object too large for cache`
+   * after memcached swallowed that command's data block); without `onError`,
+   * or when a handler throws, the batch rejects once its `MN` arrived.
    */
-  async send(parts: Buffer[], doing: string, onReply: (frame: MetaResponse) => void): Promise<void> {
+  async send(
+    parts: Buffer[],
+    doing: string,
+    onReply: (frame: MetaResponse) => void,
+    onError?: (frame: BatchError) => void,
+  ): Promise<void> {
     const conn = this.pick();
     let failure: unknown;
     const sink = (frame: AsciiResponse): boolean => {
-      if (frame.kind !== 'meta') {
-        failure ??= new MemshiftError(
-          'MEMSHIFT_ERR_PROTOCOL',
-          `${this.address}: unexpected ${frame.kind} in a batch`,
-        );
-        return false;
-      }
-      if (frame.code === 'MN') return true;
-      if (failure === undefined) {
-        try {
-          onReply(frame);
-        } catch (err) {
-          failure = err;
+      if (frame.kind === 'meta' && frame.code === 'MN') return true;
+      if (failure !== undefined) return false;
+      try {
+        if (frame.kind === 'meta') onReply(frame);
+        else if (frame.kind === 'error' && onError) onError(frame);
+        else {
+          const what = frame.kind === 'error' ? `${frame.error} ${frame.message}`.trim() : frame.kind;
+          throw new MemshiftError(
+            'MEMSHIFT_ERR_SERVER_REPLY',
+            `${this.address} replied to a ${doing}: ${what}`,
+          );
         }
+      } catch (err) {
+        failure = err;
       }
       return false;
     };
-    const [last] = await conn.request(parts, 'stream', doing, sink);
-    if (last?.kind === 'error') {
+    // A timeout or a lost connection rejects here; the connection reconnects by itself.
+    await conn.request(parts, 'batch', doing, sink);
+    if (failure !== undefined) {
+      // The replies were read up to MN, but a reply we could not place may
+      // mean the server read our bytes differently: start afresh.
       this.replace(conn);
-      throw new MemshiftError(
-        'MEMSHIFT_ERR_SERVER_REPLY',
-        `${this.address} replied to a ${doing}: ${`${last.error} ${last.message}`.trim()}`,
-      );
+      throw failure;
     }
-    if (failure !== undefined) throw failure;
   }
 
   async close(): Promise<void> {

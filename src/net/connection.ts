@@ -35,9 +35,12 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = Object.freeze({
  * - `single`: one frame (STORED, a number, a meta reply, VERSION...);
  * - `list`: frames up to END (VALUE blocks, STAT lines, cachedump ITEM lines);
  * - `stream`: frames up to END handed one by one to a sink (lru_crawler metadump).
+ * - `batch`: every frame to the sink, error replies included, until the sink
+ *   says the batch is over (pipelined meta commands closed by `mn`): in a
+ *   batch an error answers one command, not the whole request.
  * An ERROR / CLIENT_ERROR / SERVER_ERROR reply ends any of them.
  */
-export type ReplyShape = 'single' | 'list' | 'stream';
+export type ReplyShape = 'single' | 'list' | 'stream' | 'batch';
 
 /**
  * Receives streamed frames; returns true when the frame ends the reply (some
@@ -344,7 +347,8 @@ export class Connection {
   private onFrame(frame: AsciiResponse): void {
     const p = this.inflight.peek();
     if (!p) throw new MemshiftError('MEMSHIFT_ERR_PROTOCOL', `reply "${frame.kind}" with no request waiting`);
-    let ends = p.shape === 'single' || frame.kind === 'end' || frame.kind === 'error';
+    let ends =
+      p.shape === 'batch' ? false : p.shape === 'single' || frame.kind === 'end' || frame.kind === 'error';
     if (!ends) {
       if (p.sink) ends = p.sink(frame);
       else p.frames.push(frame);

@@ -15,7 +15,7 @@ import type { MetaCode, MetaCommand, MetaRequest, MetaResponse } from './ascii-f
 import type { ParseCursor } from './decoder.js';
 import { protocolError } from './errors.js';
 import { dataBlock, type LineTokens } from './lines.js';
-import type { Limits } from './limits.js';
+import { KEY_MAX_BYTES, type Limits } from './limits.js';
 import { isI32Text, isU32Text, isU64Text, readLength } from './numbers.js';
 
 const LOWER_B = 0x62; // b
@@ -187,6 +187,18 @@ export function keyNeedsBase64(key: Uint8Array): boolean {
     if (c <= 0x20 || c === 0x7f) return true;
   }
   return false;
+}
+
+/**
+ * Whether a meta command can name this key at all. memcached reads the key
+ * token before decoding it and refuses a token over 250 bytes, so a key that
+ * needs base64 can be at most 187 bytes (4 * ceil(187 / 3) = 250); a raw key
+ * at most 250. Longer keys exist only through the binary protocol, whose keys
+ * may hold any byte.
+ */
+export function metaKeyFits(key: Uint8Array): boolean {
+  if (key.length === 0 || key.length > KEY_MAX_BYTES) return false;
+  return !keyNeedsBase64(key) || 4 * Math.ceil(key.length / 3) <= KEY_MAX_BYTES;
 }
 
 /** Decodes a base64 key token; undefined when it is not valid base64. */
