@@ -11,6 +11,7 @@
  */
 import type { MetadumpEntry } from '../protocol/ascii-frames.js';
 import type { MemcachedClient } from '../net/client.js';
+import { metaKeyFits } from '../protocol/meta.js';
 import { ServerClock, enumerateKeys, type EnumerationInfo, type EnumerationMethod } from './enumerate.js';
 
 export interface DumpRecord {
@@ -63,6 +64,8 @@ export interface DumpCounters {
   written: number;
   /** Keys listed that were gone when their value was asked for. */
   gone: number;
+  /** Keys whose value no meta command can ask for (binary keys over 187 bytes that need base64). */
+  unreadable: number;
   /** Matching keys left out because the key list was full. */
   overflow: number;
 }
@@ -71,7 +74,7 @@ export interface DumpCounters {
 export const DEFAULT_LIST_BYTES = 512 * 1024 * 1024;
 
 export function zeroDumpCounters(): DumpCounters {
-  return { listed: 0, written: 0, gone: 0, overflow: 0 };
+  return { listed: 0, written: 0, gone: 0, unreadable: 0, overflow: 0 };
 }
 
 /**
@@ -227,11 +230,18 @@ async function* withValues(
   batch: readonly DumpRecord[],
   counters: DumpCounters,
 ): AsyncGenerator<DumpRecord> {
-  const replies = await Promise.all(batch.map((r) => client.mg(r.key, ['v', 'f'])));
+  const replies = await Promise.all(
+    batch.map((r) => (metaKeyFits(r.key) ? client.mg(r.key, ['v', 'f']) : undefined)),
+  );
   for (let i = 0; i < batch.length; i++) {
-    const reply = replies[i]!;
+    const reply = replies[i];
     const record = batch[i]!;
     counters.written++;
+    if (reply === undefined) {
+      counters.unreadable++;
+      yield { ...record, value: undefined, flags: undefined };
+      continue;
+    }
     if (reply.code !== 'VA') {
       counters.gone++;
       yield { ...record, value: undefined, flags: undefined };

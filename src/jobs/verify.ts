@@ -12,6 +12,7 @@
 import { parseEndpoint } from '../net/address.js';
 import { MemcachedClient } from '../net/client.js';
 import type { ConnectionOptions } from '../net/connection.js';
+import { parserLimitsFor, readServerLimits, type ServerLimits } from '../net/server-limits.js';
 import type { Pool } from '../topology/pool.js';
 import { collectKeys, enumerateKeys, KeyList, ServerClock, type EnumerationMethod } from './enumerate.js';
 import { BatchLink, type FetchedBatch } from './meta-batch.js';
@@ -31,6 +32,8 @@ export interface VerifyOptions {
   /** List the target servers to find keys on a server that does not own them (default true). */
   readonly checkPlacement?: boolean;
   readonly maxKeys?: number;
+  /** The largest value read, instead of what the servers' `item_size_max` allows. */
+  readonly maxValue?: number;
   readonly connection?: Partial<ConnectionOptions>;
   readonly onWarning?: (warning: string) => void;
 }
@@ -56,6 +59,8 @@ export interface VerifyReport {
     readonly missing: number;
     /** Listed, then gone from the source before it was looked up (expired, evicted, deleted). */
     readonly vanished: number;
+    /** Listed, but no meta command can name them (binary keys over 187 bytes that need base64): not looked up. */
+    readonly unsupported: number;
     readonly coverage: number;
   };
   readonly bytes: { readonly source: number; readonly present: number; readonly coverage: number };
@@ -100,6 +105,7 @@ class Tally {
   source = 0;
   present = 0;
   vanished = 0;
+  unsupported = 0;
   bytes = 0;
   bytesPresent = 0;
   recent = 0;
@@ -138,10 +144,12 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
   const recentSeconds = options.recentSeconds ?? 3600;
   const lists: { list: KeyList; recentSeconds: number }[] = [];
   const methods: (EnumerationMethod | undefined)[] = [];
+  const sourceLimits: ServerLimits[] = [];
   await Promise.all(
     from.servers.map(async (server, i) => {
       const client = new MemcachedClient(server.address, options.connection ?? {});
       try {
+        sourceLimits[i] = await readServerLimits(client);
         const clock = await ServerClock.of(client);
         const expected = Number((await client.stats()).get('curr_items') ?? 0);
         const list = new KeyList({ expected, maxKeys: options.maxKeys ?? 50_000_000, now: clock.now() });
@@ -159,7 +167,22 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
   );
   const grand = lists.reduce((n, l) => n + l.list.length, 0);
   const sample = options.sample ?? 1000;
-  const targets = to.servers.map((s) => new BatchLink(parseEndpoint(s.address), options.connection ?? {}));
+  const targetLimits = await Promise.all(
+    to.servers.map(async (s) => {
+      const client = new MemcachedClient(s.address, options.connection ?? {});
+      try {
+        return await readServerLimits(client);
+      } finally {
+        await client.close();
+      }
+    }),
+  );
+  // Values are read up to the largest item either side stores, or --max-value.
+  const connection = {
+    ...options.connection,
+    limits: parserLimitsFor([...sourceLimits, ...targetLimits], options.maxValue),
+  };
+  const targets = to.servers.map((s) => new BatchLink(parseEndpoint(s.address), connection));
   const perSource: Counts[] = from.servers.map(() => ({ keys: 0, present: 0, bytes: 0, bytesPresent: 0 }));
   const perTarget: Counts[] = to.servers.map(() => ({ keys: 0, present: 0, bytes: 0, bytesPresent: 0 }));
   try {
@@ -167,7 +190,7 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
       lists.map(async ({ list }, i) => {
         const share = grand === 0 ? 0 : Math.min(list.length, (sample * list.length) / grand);
         const stride = share <= 0 ? Infinity : list.length / share;
-        const source = new BatchLink(parseEndpoint(from.servers[i]!.address), options.connection ?? {});
+        const source = new BatchLink(parseEndpoint(from.servers[i]!.address), connection);
         try {
           await verifySource(
             options,
@@ -228,6 +251,7 @@ export async function runVerify(options: VerifyOptions): Promise<VerifyReport> {
       present: tally.present,
       missing: tally.source - tally.present,
       vanished: tally.vanished,
+      unsupported: tally.unsupported,
       coverage,
     },
     bytes: {
@@ -323,6 +347,7 @@ async function verifySource(
       const groups: number[][] = targets.map(() => []);
       for (let j = 0; j < keys.length; j++) {
         if (src.hit[j] === 1) groups[to.distribution.serverFor(keys[j]!)]!.push(j);
+        else if (src.unsupported[j] === 1) tally.unsupported++;
         else tally.vanished++;
       }
       await Promise.all(

@@ -14,9 +14,8 @@ import {
   type CopyProgress,
   type CopyReport,
 } from '../../jobs/copy.js';
-import { parseMemory } from '../../topology/pool.js';
 import { formatBytes, formatDuration } from '../format.js';
-import { UsageError, type Output } from '../options.js';
+import { parseSize, UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
 import type { DashboardSnapshot } from '../dashboard/server.js';
 import { addWebOptions, serveWeb } from '../web.js';
@@ -31,6 +30,7 @@ interface CopyFlags extends PoolFlags {
   minTtl?: string;
   maxTtl?: string;
   maxSize?: string;
+  maxValue?: string;
   checkpoint: string | false;
   resume?: boolean;
   json?: boolean;
@@ -45,14 +45,6 @@ function count(option: string, text: string | undefined, min = 1): number | unde
   if (!Number.isInteger(value) || value < min) {
     throw new UsageError(`${option} must be a whole number of at least ${min}, got "${text}"`);
   }
-  return value;
-}
-
-function size(option: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const value = parseMemory(text);
-  if (value === undefined)
-    throw new UsageError(`${option} must be bytes or a size like 512k, 50m; got "${text}"`);
   return value;
 }
 
@@ -71,6 +63,10 @@ export function registerCopy(program: Command, out: Output): void {
     .option('--min-ttl <seconds>', 'skip keys with less TTL left than this')
     .option('--max-ttl <seconds>', 'cap the TTL written (keys that never expire get it too)')
     .option('--max-size <size>', 'skip values larger than this, e.g. 512k')
+    .option(
+      '--max-value <size>',
+      "largest value read or written (default: each server's item_size_max from stats settings), e.g. 2m",
+    )
     .option('--checkpoint <file>', 'where progress is saved for --resume', 'memshift-copy.checkpoint')
     .option('--no-checkpoint', 'keep no checkpoint')
     .option('--resume', 'continue an interrupted copy from its checkpoint')
@@ -78,9 +74,19 @@ export function registerCopy(program: Command, out: Output): void {
     .option('--no-progress', 'no progress bar or progress lines')
     .addHelpText(
       'after',
-      '\nRun alone, copy is a point-in-time snapshot: keys changed on the old pool after they were read\n' +
-        'are not followed. Under `memshift mirror --backfill` live changes win over the copy.\n' +
-        'Exit status: 0 when every key was copied or skipped for a reason, 1 after errors or Ctrl-C.\n' +
+      '\nWhat copy guarantees, whatever writes beside it (a mirror, the proxy, an application writing\n' +
+        'both pools, as long as it changes the old pool before the new one): the new pool never keeps\n' +
+        'a key the old pool no longer holds, nor an older value than the old pool holds. Every key is\n' +
+        'read with its CAS, written in add mode (a value already there wins), then looked up on the old\n' +
+        'pool again; a key deleted, rewritten or given a shorter TTL meanwhile is taken back from the\n' +
+        "new pool by a delete guarded by the copy's own CAS. Values and keys follow the servers'\n" +
+        'limits (item_size_max): a value the target cannot hold, or a key no meta command can name\n' +
+        '(a binary key over 187 bytes with spaces or control bytes), is skipped and counted alone.\n' +
+        'Without mirroring, changes after the copy are not followed: run memshift mirror beside it.\n' +
+        '\nFailures: the checkpoint moves only over batches that succeeded; a source server whose\n' +
+        'batches fail 3 times in a row is given up with one error line; --resume retries every key\n' +
+        'not copied. Exit status: 0 when every key was copied or skipped for a reason, 1 after errors,\n' +
+        'failed keys or Ctrl-C.\n' +
         '\nExample: memshift copy --pools pools.yaml --from old --to new --rate 50000',
     )
     .action(async (flags: CopyFlags) => {
@@ -106,13 +112,14 @@ export function registerCopy(program: Command, out: Output): void {
         order: flags.order,
         signal: abort.signal,
         ...defined('rate', count('--rate', flags.rate)),
-        ...defined('bandwidth', size('--bandwidth', flags.bandwidth)),
+        ...defined('bandwidth', parseSize('--bandwidth', flags.bandwidth)),
         ...defined('concurrency', count('--concurrency', flags.concurrency)),
         ...defined('match', match),
         ...defined('prefix', flags.prefix === undefined ? undefined : Buffer.from(flags.prefix)),
         ...defined('minTtl', count('--min-ttl', flags.minTtl)),
         ...defined('maxTtl', count('--max-ttl', flags.maxTtl)),
-        ...defined('maxSize', size('--max-size', flags.maxSize)),
+        ...defined('maxSize', parseSize('--max-size', flags.maxSize)),
+        ...defined('maxValue', parseSize('--max-value', flags.maxValue)),
         ...defined('checkpoint', flags.checkpoint === false ? undefined : flags.checkpoint),
         ...defined('resume', flags.resume),
       };
@@ -134,7 +141,7 @@ export function registerCopy(program: Command, out: Output): void {
         process.off('SIGINT', onSignal);
       }
       out.write(flags.json ? JSON.stringify(report, null, 2) : renderCopy(report, from.name, to.name));
-      out.exitCode = report.interrupted || report.errors.length > 0 ? 1 : 0;
+      out.exitCode = report.interrupted || report.errors.length > 0 || report.skipped.failed > 0 ? 1 : 0;
     });
 }
 
@@ -218,17 +225,20 @@ export function renderCopy(report: CopyReport, from: string, to: string): string
   for (const s of report.sources) {
     lines.push(
       `  ${s.address}: ${s.listed} keys listed (${s.method ?? 'not listed'})` +
-        (s.resumedAt > 0 ? `, resumed after ${s.resumedAt}` : ''),
+        (s.resumedAt > 0 ? `, resumed after ${s.resumedAt}` : '') +
+        (s.retried > 0 ? `, ${s.retried} keys of failed batches tried again` : '') +
+        `, item_size_max ${formatBytes(s.itemSizeMax)}`,
     );
     for (const w of s.warnings) lines.push(`    warning: ${w}`);
   }
   if (report.slowdowns > 0) lines.push(`slowed down ${report.slowdowns} times as the source answered slower`);
   for (const e of report.errors) lines.push(`error: ${e}`);
-  if (report.interrupted) lines.push('run the same command with --resume to continue');
+  if (report.interrupted || report.errors.length > 0)
+    lines.push('run the same command with --resume to copy what is left');
   if (report.pointInTime) {
     lines.push(
-      'a point-in-time snapshot: changes made on the old pool after a key was read are not followed; ' +
-        'mirror live traffic (memshift mirror --backfill) to keep the new pool in step',
+      'no live mirroring ran in this process: every key copied was checked on the old pool after it was ' +
+        'written, but later changes are not followed; mirror live traffic (memshift mirror) to keep the new pool in step',
     );
   }
   return lines.join('\n');

@@ -17,8 +17,9 @@ import {
 import type { EnumerationInfo } from '../../jobs/enumerate.js';
 import { MemcachedClient } from '../../net/client.js';
 import { parseEndpoint } from '../../net/address.js';
+import { parserLimitsFor, readServerLimits, type ServerLimits } from '../../net/server-limits.js';
 import { parseMemory } from '../../topology/pool.js';
-import { UsageError, parseMilliseconds, type Output } from '../options.js';
+import { UsageError, parseMilliseconds, parseSize, type Output } from '../options.js';
 
 type Format = 'table' | 'jsonl' | 'csv';
 
@@ -29,6 +30,7 @@ interface DumpFlags {
   format: string;
   timeout: string;
   maxMemory: string;
+  maxValue?: string;
 }
 
 export function registerDump(program: Command, out: Output): void {
@@ -44,6 +46,7 @@ export function registerDump(program: Command, out: Output): void {
     )
     .option('--format <format>', 'table, jsonl or csv', 'table')
     .option('--timeout <ms>', 'connect and reply timeout', '5000')
+    .option('--max-value <size>', "largest value read with --values (default: the server's item_size_max)")
     .option(
       '--max-memory <size>',
       'memory for the key list, e.g. 512m, 2g (about 15 bytes + key per key)',
@@ -138,9 +141,19 @@ async function runDump(server: string, flags: DumpFlags, out: Output): Promise<n
   if (maxListBytes === undefined) {
     throw new UsageError(`--max-memory must be bytes or a size like 512m, 2g; got "${flags.maxMemory}"`);
   }
-  const client = new MemcachedClient(parseEndpoint(server), {
-    connectTimeoutMs: timeoutMs,
-    requestTimeoutMs: timeoutMs,
+  const endpoint = parseEndpoint(server);
+  const timeouts = { connectTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs };
+  // Values are read up to the server's own item_size_max (or --max-value).
+  const probe = new MemcachedClient(endpoint, timeouts);
+  let itemLimits: ServerLimits;
+  try {
+    itemLimits = await readServerLimits(probe);
+  } finally {
+    probe.destroy();
+  }
+  const client = new MemcachedClient(endpoint, {
+    ...timeouts,
+    limits: parserLimitsFor([itemLimits], parseSize('--max-value', flags.maxValue)),
   });
   const info: EnumerationInfo = { method: undefined, warnings: [] };
   const counters: DumpCounters = zeroDumpCounters();
@@ -175,6 +188,7 @@ async function runDump(server: string, flags: DumpFlags, out: Output): Promise<n
   process.stderr.write(
     `memshift dump: ${counters.written} keys written of ${counters.listed} listed from ${client.address}` +
       ` (${info.method ?? 'no method'})${values && counters.gone > 0 ? `, ${counters.gone} gone before their value was read` : ''}` +
+      `${values && counters.unreadable > 0 ? `, ${counters.unreadable} values not readable by meta commands (binary keys over 187 bytes)` : ''}` +
       `${counters.overflow > 0 ? `, ${counters.overflow} left out (key list full)` : ''}\n`,
   );
   return counters.overflow > 0 ? 1 : 0;

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { runVerify, type VerifyReport } from '../../jobs/verify.js';
 import { formatBytes, formatTable } from '../format.js';
-import { UsageError, type Output } from '../options.js';
+import { parseSize, UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
 
 interface VerifyFlags extends PoolFlags {
@@ -14,6 +14,7 @@ interface VerifyFlags extends PoolFlags {
   minCoverage: string;
   recent: string;
   placement?: boolean;
+  maxValue?: string;
   json?: boolean;
 }
 
@@ -25,6 +26,7 @@ export function registerVerify(program: Command, out: Output): void {
     .option('--min-coverage <ratio>', 'the verdict: pass when this share of keys is present', '0.99')
     .option('--recent <seconds>', 'a key is recently used when accessed within this many seconds', '3600')
     .option('--no-placement', 'do not list the new servers to find keys on the wrong server')
+    .option('--max-value <size>', "largest value read (default: the servers' item_size_max), e.g. 2m")
     .option('--json', 'print JSON instead of tables')
     .addHelpText(
       'after',
@@ -52,6 +54,7 @@ export function registerVerify(program: Command, out: Output): void {
         minCoverage,
         recentSeconds,
         checkPlacement: flags.placement !== false,
+        ...(flags.maxValue === undefined ? {} : { maxValue: parseSize('--max-value', flags.maxValue)! }),
         onWarning: (w) => process.stderr.write(`memshift: warning: ${w}\n`),
       });
       out.write(flags.json ? JSON.stringify(report, jsonNumbers, 2) : renderVerify(report));
@@ -93,6 +96,11 @@ export function renderVerify(r: VerifyReport): string {
     for (const e of r.wrongServer.examples) lines.push(`  ${e}`);
   }
   if (r.keys.vanished > 0) lines.push(`${r.keys.vanished} keys left the source while it was being verified`);
+  if (r.keys.unsupported > 0) {
+    lines.push(
+      `${r.keys.unsupported} keys not verified: no meta command can name them (binary keys over 187 bytes with spaces or control bytes)`,
+    );
+  }
   lines.push('');
   lines.push(
     formatTable(
