@@ -28,7 +28,7 @@
  *
  * Limits follow the servers: values are read up to the source's
  * `item_size_max` and written only where they fit the target's; a key that
- * no meta command can name (a binary-protocol key over 187 bytes that needs
+ * no meta command can name (a binary-protocol key over 186 bytes that needs
  * base64) is skipped and counted. Either costs that key alone, never a batch.
  *
  * Failure is bounded and honest: the checkpoint moves only over batches that

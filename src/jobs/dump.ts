@@ -64,7 +64,7 @@ export interface DumpCounters {
   written: number;
   /** Keys listed that were gone when their value was asked for. */
   gone: number;
-  /** Keys whose value no meta command can ask for (binary keys over 187 bytes that need base64). */
+  /** Keys whose value no meta command can ask for (binary keys over 186 bytes that need base64). */
   unreadable: number;
   /** Matching keys left out because the key list was full. */
   overflow: number;

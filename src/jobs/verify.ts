@@ -59,7 +59,7 @@ export interface VerifyReport {
     readonly missing: number;
     /** Listed, then gone from the source before it was looked up (expired, evicted, deleted). */
     readonly vanished: number;
-    /** Listed, but no meta command can name them (binary keys over 187 bytes that need base64): not looked up. */
+    /** Listed, but no meta command can name them (binary keys over 186 bytes that need base64): not looked up. */
     readonly unsupported: number;
     readonly coverage: number;
   };

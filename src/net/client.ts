@@ -8,6 +8,7 @@ import type {
   ValueResponse,
 } from '../protocol/ascii-frames.js';
 import { encodeLine, encodeMeta, encodeRetrieval, encodeStorage } from '../protocol/ascii.js';
+import { metaKeyFits } from '../protocol/meta.js';
 import { MemshiftError } from '../protocol/errors.js';
 import { parseEndpoint, type Endpoint } from './address.js';
 import {
@@ -253,7 +254,15 @@ export class MemcachedClient {
         );
       }
     }
-    const reply = await this.single(encodeMeta(command, toKey(key), flags, value), command);
+    const bytes = toKey(key);
+    // A key memcached would refuse before reading the data block would make it read the value as commands.
+    if (command !== 'mn' && !metaKeyFits(bytes)) {
+      throw new MemshiftError(
+        'MEMSHIFT_ERR_KEY',
+        `${this.address}: a ${bytes.length}-byte key that no meta command can carry (over 250 bytes, or over 186 needing base64)`,
+      );
+    }
+    const reply = await this.single(encodeMeta(command, bytes, flags, value), command);
     if (reply.kind === 'meta') return reply;
     throw this.unexpected(command, reply);
   }

@@ -81,7 +81,7 @@ export function registerCopy(program: Command, out: Output): void {
         'pool again; a key deleted, rewritten or given a shorter TTL meanwhile is taken back from the\n' +
         "new pool by a delete guarded by the copy's own CAS. Values and keys follow the servers'\n" +
         'limits (item_size_max): a value the target cannot hold, or a key no meta command can name\n' +
-        '(a binary key over 187 bytes with spaces or control bytes), is skipped and counted alone.\n' +
+        '(a binary key over 186 bytes with spaces or control bytes), is skipped and counted alone.\n' +
         'Without mirroring, changes after the copy are not followed: run memshift mirror beside it.\n' +
         '\nFailures: the checkpoint moves only over batches that succeeded; a source server whose\n' +
         'batches fail 3 times in a row is given up with one error line; --resume retries every key\n' +

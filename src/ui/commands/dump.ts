@@ -188,7 +188,7 @@ async function runDump(server: string, flags: DumpFlags, out: Output): Promise<n
   process.stderr.write(
     `memshift dump: ${counters.written} keys written of ${counters.listed} listed from ${client.address}` +
       ` (${info.method ?? 'no method'})${values && counters.gone > 0 ? `, ${counters.gone} gone before their value was read` : ''}` +
-      `${values && counters.unreadable > 0 ? `, ${counters.unreadable} values not readable by meta commands (binary keys over 187 bytes)` : ''}` +
+      `${values && counters.unreadable > 0 ? `, ${counters.unreadable} values not readable by meta commands (binary keys over 186 bytes)` : ''}` +
       `${counters.overflow > 0 ? `, ${counters.overflow} left out (key list full)` : ''}\n`,
   );
   return counters.overflow > 0 ? 1 : 0;

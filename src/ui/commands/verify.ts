@@ -98,7 +98,7 @@ export function renderVerify(r: VerifyReport): string {
   if (r.keys.vanished > 0) lines.push(`${r.keys.vanished} keys left the source while it was being verified`);
   if (r.keys.unsupported > 0) {
     lines.push(
-      `${r.keys.unsupported} keys not verified: no meta command can name them (binary keys over 187 bytes with spaces or control bytes)`,
+      `${r.keys.unsupported} keys not verified: no meta command can name them (binary keys over 186 bytes with spaces or control bytes)`,
     );
   }
   lines.push('');
