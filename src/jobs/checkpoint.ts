@@ -24,6 +24,8 @@ export interface CheckpointSource {
    * the gaps between are keys of failed batches that --resume tries again.
    */
   ahead?: [number, number][];
+  /** The furthest position a batch was sent up to: keys before it not done were tried and failed. */
+  reached?: number;
 }
 
 export interface CheckpointState {

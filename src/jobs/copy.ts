@@ -306,7 +306,7 @@ class CopyJob {
       if (file !== undefined && saved) {
         const list = await readKeys(keysFileOf(file, index), saved.total);
         const ahead = (saved.ahead ?? []).reduce((n, [a, b]) => n + (b - a), 0);
-        const aheadEnd = (saved.ahead ?? []).reduce((m, [, b]) => Math.max(m, b), saved.done);
+        const reached = Math.max(saved.reached ?? 0, saved.done);
         this.total += saved.total - saved.done - ahead;
         return {
           list,
@@ -320,7 +320,7 @@ class CopyJob {
             listed: saved.total,
             total: 0,
             resumedAt: saved.done,
-            retried: aheadEnd - saved.done - ahead,
+            retried: reached - saved.done - ahead,
             itemSizeMax: limits.itemSizeMax,
           },
         };
@@ -455,6 +455,7 @@ class CopyJob {
         if (this.keyRate) await this.keyRate.take(keys.length, signal);
         if (this.byteRate) await this.byteRate.take(bytes, signal);
         if (signal?.aborted) break;
+        if (saved) saved.reached = Math.max(saved.reached ?? 0, next);
         inFlight++;
         total += keys.length;
         const sentWith = inFlight;
@@ -574,8 +575,9 @@ class CopyJob {
       b.bytes(CRLF);
       members[t]!.push(j);
     }
+    // `builders` has holes where a target got nothing; Array.from visits them too.
     const writes = await Promise.allSettled(
-      builders.map((b, t) => (b ? this.write(t, b, members[t]!) : Promise.resolve([]))),
+      Array.from(builders, (b, t) => (b ? this.write(t, b, members[t]!) : Promise.resolve([]))),
     );
     const stored: Stored[] = [];
     let failure: unknown;
