@@ -10,6 +10,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Command } from 'commander';
 import {
   readCheckpoint,
   readKeys,
@@ -24,8 +25,9 @@ import { openPrivateLog, writePrivateFile, writePrivateFileWith } from '../src/j
 import { MemcachedClient } from '../src/net/client.js';
 import { MemshiftError } from '../src/protocol/errors.js';
 import { parsePoolSpec } from '../src/topology/pool.js';
+import { registerProxy } from '../src/ui/commands/proxy.js';
 import { memshift } from './support/cli.js';
-import { startMemcached, type MemcachedServer } from './support/memcached.js';
+import { freePort, startMemcached, type MemcachedServer } from './support/memcached.js';
 
 const VICTIM_TEXT = 'the victim file, which memshift must never write\n';
 
@@ -145,6 +147,26 @@ describe('files memshift writes', () => {
     );
     assert.equal(await readFile(victim, 'utf8'), VICTIM_TEXT);
   });
+
+  it('mirror --log refuses a symlink before it starts', async () => {
+    const d = await fresh('mirror-log');
+    const link = join(d, 'mirror.log');
+    await symlink(victim, link);
+    const run = memshift([
+      'mirror',
+      '--pcap',
+      join(d, 'absent.pcap'),
+      '--port',
+      '11211',
+      '--map',
+      '127.0.0.1:1',
+      '--log',
+      link,
+    ]);
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stderr, /^memshift: cannot open log .*mirror\.log: it is a symbolic link/);
+    assert.equal(await readFile(victim, 'utf8'), VICTIM_TEXT);
+  });
 });
 
 describe('files memshift writes, from its commands (real memcached)', { timeout: 180_000 }, () => {
@@ -195,6 +217,40 @@ describe('files memshift writes, from its commands (real memcached)', { timeout:
     assert.ok(((await readCheckpoint(checkpoint))?.sources[0]?.done ?? 0) > 0);
     assert.equal(await readFile(victim, 'utf8'), VICTIM_TEXT);
     assert.deepEqual(await leftovers(dir), ['copy.checkpoint.tmp']);
+  });
+
+  it('proxy --log writes a 0600 log, and refuses a symlink before it listens', async () => {
+    const [old, fresh] = servers as [MemcachedServer, MemcachedServer];
+    const log = join(dir, 'proxy.log');
+    let text = '';
+    const program = new Command('memshift').exitOverride();
+    registerProxy(program, { write: (t: string) => (text += t), exitCode: 0 });
+    const args = ['proxy', '--from', old.address, '--to', fresh.address, '--duration', '0.5', '--json'];
+    await program.parseAsync([...args, '--listen', `127.0.0.1:${await freePort()}`, '--log', log], {
+      from: 'user',
+    });
+    assert.ok(text.length > 0, 'a summary');
+    assert.equal(await mode(log), 0o600);
+    const events = (await readFile(log, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { event: string }).event);
+    assert.equal(events[0], 'start');
+    assert.equal(events[events.length - 1], 'summary');
+
+    const victim = join(dir, 'proxy-victim');
+    await writeFile(victim, VICTIM_TEXT);
+    const link = join(dir, 'linked-proxy.log');
+    await symlink(victim, link);
+    const refused = new Command('memshift').exitOverride();
+    registerProxy(refused, { write: () => undefined, exitCode: 0 });
+    await assert.rejects(
+      refused.parseAsync([...args, '--listen', `127.0.0.1:${await freePort()}`, '--log', link], {
+        from: 'user',
+      }),
+      /cannot open log .*linked-proxy\.log: it is a symbolic link/,
+    );
+    assert.equal(await readFile(victim, 'utf8'), VICTIM_TEXT);
   });
 
   it('demo writes its report folder 0700 and its files 0600, replacing a planted link', async () => {
