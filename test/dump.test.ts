@@ -82,6 +82,21 @@ function csvRows(text: string): string[][] {
   return rows;
 }
 
+/** The reader's rule documented in `dump --help` for a CSV key or value cell. */
+function fromCsvCell(cell: string): Buffer {
+  return unescapeBytes(cell.startsWith("'") ? cell.slice(1) : cell);
+}
+
+/** Keys a spreadsheet would run as formulas, each with the cell a CSV dump must hold for it. */
+const FORMULA_KEYS: ReadonlyArray<readonly [string, string]> = [
+  ['=HYPERLINK("x")', `'=HYPERLINK("x")`],
+  ['+SUM(1,1)', `'+SUM(1,1)`],
+  ['-1+2', `'-1+2`],
+  ['@x', `'@x`],
+  ['\tx', '\\x09x'],
+  ["'q", "''q"],
+];
+
 describe('memshift dump', () => {
   let server: MemcachedServer;
   /** Every key stored, as hex, with its value. */
@@ -123,6 +138,11 @@ describe('memshift dump', () => {
       const value = Buffer.from([i & 0xff, 0, 0x0a, 0x0d, 0x22, 0x2c]);
       stored.set(key.toString('hex'), value);
       writes.push(client.ms(key, value, ['T0', 'b']));
+    }
+    // Formula keys hold themselves as values: value cells get the same treatment.
+    for (const [text] of FORMULA_KEYS) {
+      stored.set(Buffer.from(text).toString('hex'), Buffer.from(text));
+      writes.push(client.ms(Buffer.from(text), text, ['T0']));
     }
     for (const text of ['with space', ' leading', 'trailing ', 'new\nline']) {
       const key = Buffer.from(text);
@@ -186,14 +206,39 @@ describe('memshift dump', () => {
     assert.equal(rows.length, stored.size);
     for (const row of rows) {
       assert.equal(row.length, 10);
-      const key = unescapeBytes(row[0]!).toString('hex');
-      assert.deepEqual(unescapeBytes(row[9]!), stored.get(key), row[0]);
+      const key = fromCsvCell(row[0]!).toString('hex');
+      assert.deepEqual(fromCsvCell(row[9]!), stored.get(key), row[0]);
     }
     const special = rows.find((r) => r[0] === 'quote"and,comma');
     assert.equal(special?.[8], '3', 'client flags');
     const noValues = dump(server.address, '--format', 'csv', '--limit', '5');
     assert.equal(csvRows(noValues.stdout)[0]?.length, 8, 'no value column by default');
     assert.doesNotMatch(noValues.stdout, /value/);
+  });
+
+  it('puts a quote in front of CSV cells a spreadsheet would run as formulas, and the rule reads back', () => {
+    // Only keys starting a formula (random binary ones among them): reading every value
+    // again would move the user:* keys out of the LRU segment cachedump lists.
+    const run = dump(server.address, '--format', 'csv', '--values', '--match', "/^[-=+@\t']/");
+    assert.equal(run.status, 0, run.stderr);
+    const rows = csvRows(run.stdout).slice(1);
+    assert.ok(rows.length >= FORMULA_KEYS.length);
+    for (const [key, cell] of FORMULA_KEYS) {
+      const row = rows.find((r) => r[0] === cell);
+      assert.ok(row, `no row with key cell ${cell} for ${JSON.stringify(key)}`);
+      assert.equal(row[9], cell, 'the value cell too');
+      assert.equal(fromCsvCell(row[0]!).toString(), key);
+      assert.equal(fromCsvCell(row[9]!).toString(), key);
+    }
+    // No key or value cell starts a formula; a leading quote is always the one the rule put there.
+    for (const row of rows) {
+      for (const cell of [row[0]!, row[9]!]) {
+        assert.doesNotMatch(cell, /^[=+\-@\t\r]/);
+        if (cell.startsWith("'")) assert.match(cell, /^'[=+\-@\t\r']/);
+      }
+    }
+    // The raw line, as a spreadsheet receives it: CSV quoting around the quoted formula.
+    assert.ok(run.stdout.split('\n').some((l) => l.startsWith(`"'=HYPERLINK(""x"")",`)));
   });
 
   it('filters with a glob or a regex and stops at --limit', () => {

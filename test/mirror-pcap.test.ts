@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -133,6 +133,7 @@ describe('memshift mirror --pcap', () => {
         .map((l) => JSON.parse(l) as { event: string });
       assert.equal(records[0]?.event, 'start');
       assert.equal(records[records.length - 1]?.event, 'summary');
+      assert.equal(statSync(log).mode & 0o777, 0o600, 'the log is private');
 
       const paced = memshift(
         'mirror',

@@ -7,11 +7,11 @@
  *
  * Keys file: one record per key, a length byte then the key's bytes.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { readFile, rm, type FileHandle } from 'node:fs/promises';
 import { MemshiftError } from '../protocol/errors.js';
 import { KeyList } from './enumerate.js';
+import { writePrivateFile, writePrivateFileWith } from './private-file.js';
 
 export interface CheckpointSource {
   readonly address: string;
@@ -73,9 +73,7 @@ export async function readCheckpoint(file: string): Promise<CheckpointState | un
 
 /** Writes the state atomically (a crash leaves the old state or the new one, never half of one). */
 export async function writeCheckpoint(file: string, state: CheckpointState): Promise<void> {
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, JSON.stringify(state, null, 1));
-  await rename(tmp, file);
+  await writePrivateFile(file, JSON.stringify(state, null, 1));
 }
 
 export async function removeCheckpoint(file: string, sources: number): Promise<void> {
@@ -83,26 +81,33 @@ export async function removeCheckpoint(file: string, sources: number): Promise<v
   for (let i = 0; i < sources; i++) await rm(keysFileOf(file, i), { force: true });
 }
 
-/** Writes `list`'s keys in `order` to a keys file. */
+/**
+ * Writes `list`'s keys in `order` to a keys file, whole: a resumed copy never
+ * finds a keys file cut short by a crash, only none or all of it.
+ */
 export async function writeKeys(file: string, list: KeyList, order: Uint32Array): Promise<void> {
-  const out = createWriteStream(file);
-  const failed = new Promise<never>((_, reject) => out.once('error', reject));
-  failed.catch(() => undefined);
-  let chunk = Buffer.allocUnsafe(1 << 20);
-  let pos = 0;
-  for (let n = 0; n < order.length; n++) {
-    const key = list.key(order[n]!);
-    if (pos + 1 + key.length > chunk.length) {
-      if (!out.write(chunk.subarray(0, pos))) await Promise.race([once(out, 'drain'), failed]);
-      chunk = Buffer.allocUnsafe(1 << 20);
-      pos = 0;
+  await writePrivateFileWith(file, async (out) => {
+    // One buffer, reused: each write is awaited before the buffer is filled again.
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let pos = 0;
+    for (let n = 0; n < order.length; n++) {
+      const key = list.key(order[n]!);
+      if (pos + 1 + key.length > chunk.length) {
+        await writeAll(out, chunk.subarray(0, pos));
+        pos = 0;
+      }
+      chunk[pos++] = key.length;
+      key.copy(chunk, pos);
+      pos += key.length;
     }
-    chunk[pos++] = key.length;
-    key.copy(chunk, pos);
-    pos += key.length;
-  }
-  out.end(chunk.subarray(0, pos));
-  await Promise.race([once(out, 'finish'), failed]);
+    await writeAll(out, chunk.subarray(0, pos));
+  });
+}
+
+/** A write may take fewer bytes than offered (a nearly full disk); the rest follows. */
+async function writeAll(out: FileHandle, bytes: Buffer): Promise<void> {
+  let at = 0;
+  while (at < bytes.length) at += (await out.write(bytes, at)).bytesWritten;
 }
 
 /** Reads a keys file back into a list, in file order. */

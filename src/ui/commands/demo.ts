@@ -4,7 +4,6 @@
  * for each, a table and a plot written next to it.
  */
 import type { Command } from 'commander';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   DEFAULT_SCENARIO,
@@ -13,6 +12,7 @@ import {
   type ScenarioReport,
   type Strategy,
 } from '../../jobs/scenario.js';
+import { makePrivateDir, writePrivateFile } from '../../jobs/private-file.js';
 import { formatBytes, formatRatio, formatTable } from '../format.js';
 import { UsageError, type Output } from '../options.js';
 import { hitRatioSvg } from '../plot.js';
@@ -113,17 +113,22 @@ export function registerDemo(program: Command, out: Output): void {
       process.off('SIGINT', interrupt);
       process.off('SIGTERM', interrupt);
       const dir = resolve(flags.out);
-      mkdirSync(dir, { recursive: true });
       const table = renderScenario(report);
-      writeFileSync(join(dir, 'report.txt'), `${table}\n`);
-      writeFileSync(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
-      writeFileSync(join(dir, 'hit-ratio.svg'), plot(report));
+      await writeReport(dir, report, table);
       out.write(
         flags.json
           ? JSON.stringify(report, null, 2)
           : `\n${table}\n\nwritten: ${join(dir, 'report.txt')}, report.json, hit-ratio.svg`,
       );
     });
+}
+
+/** The report folder: the table, the JSON and the plot, each written whole and private. */
+async function writeReport(dir: string, report: ScenarioReport, table: string): Promise<void> {
+  await makePrivateDir(dir);
+  await writePrivateFile(join(dir, 'report.txt'), `${table}\n`);
+  await writePrivateFile(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await writePrivateFile(join(dir, 'hit-ratio.svg'), plot(report));
 }
 
 function pct(ratio: number): string {

@@ -60,6 +60,12 @@ export function registerDump(program: Command, out: Output): void {
         'Keys are listed in full before anything is written, so a slow reader of the output\n' +
         "never holds the server's crawler (which would hold up requests for some keys).\n" +
         'Exit status is 1 when keys were left out because the key list was full.\n' +
+        '\nKeys and values are printed escaped: bytes that are not printable ASCII as \\xHH,\n' +
+        'a backslash as \\\\. In CSV, a key or value cell that would start with = + - @ or a\n' +
+        "quote (') gets a quote put in front, so a spreadsheet shows it as text instead of\n" +
+        'running it as a formula (a tab or CR is already \\x09 or \\x0d). To get the bytes\n' +
+        'back: drop one leading quote if the cell starts with one, then turn \\xHH into that\n' +
+        'byte and \\\\ into a backslash.\n\n' +
         "Example: memshift dump 127.0.0.1:11211 --match 'session:*' --format jsonl --limit 1000",
     )
     .action(async (server: string, flags: DumpFlags) => {
@@ -96,15 +102,31 @@ function tableLine(r: DumpRecord, values: boolean): string {
 
 const CSV_HEADER = 'key,ttl,exp,last_access,idle,size,fetched,slab_class';
 
-function csvField(text: string): string {
+/**
+ * A spreadsheet runs a cell that starts with one of these as a formula
+ * (OWASP, CSV injection); a quote in front makes it text. The quote itself is
+ * on the list so the rule can be undone: a cell that starts with a quote
+ * always had one put there. Tab and CR never arrive raw (escapeBytes writes
+ * \x09 and \x0d); they are listed so the rule does not hang on that.
+ */
+const FORMULA_START = /^[=+\-@\t\r']/;
+
+/**
+ * A key or value as a CSV cell: bytes escaped (escapeBytes), a quote put in
+ * front of a formula start, then CSV quoting. Only these text cells: the
+ * numeric columns are numbers (exp is -1 for "never"), never formulas.
+ */
+function csvText(bytes: Uint8Array): string {
+  let text = escapeBytes(bytes);
+  if (FORMULA_START.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 function csvLine(r: DumpRecord, values: boolean): string {
   let line =
-    `${csvField(escapeBytes(r.key))},${r.ttl ?? ''},${r.exp},${r.lastAccess},${r.idle ?? ''},` +
+    `${csvText(r.key)},${r.ttl ?? ''},${r.exp},${r.lastAccess},${r.idle ?? ''},` +
     `${r.size},${r.fetched ? 1 : 0},${r.slabClass}`;
-  if (values) line += r.value === undefined ? ',,' : `,${r.flags ?? 0},${csvField(escapeBytes(r.value))}`;
+  if (values) line += r.value === undefined ? ',,' : `,${r.flags ?? 0},${csvText(r.value)}`;
   return line;
 }
 

@@ -4,13 +4,13 @@
  * structured logs, and a clean stop on SIGINT/SIGTERM.
  */
 import type { Command } from 'commander';
-import { createWriteStream, type WriteStream } from 'node:fs';
 import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
 import { MirrorJob, type MirrorRoute, type MirrorSummary } from '../../jobs/mirror.js';
 import type { Dashboard, DashboardSnapshot } from '../dashboard/server.js';
 import { addWebOptions, serveWeb } from '../web.js';
 import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
 import { formatTable } from '../format.js';
+import { openJsonLog, type JsonLog } from '../json-log.js';
 import { UsageError, type Output } from '../options.js';
 
 interface MirrorFlags {
@@ -137,7 +137,7 @@ export function registerMirror(program: Command, out: Output): void {
           maxRememberedKeys: number('--max-remembered', flags.maxRemembered, 0),
         },
       });
-      const log = flags.log === undefined ? undefined : openLog(flags.log);
+      const log = flags.log === undefined ? undefined : openJsonLog(flags.log);
       log?.({
         event: 'start',
         routes: job.summary().routes.map((r) => ({ port: r.sourcePort, target: r.target })),
@@ -249,25 +249,6 @@ function parseExclusion(text: string): AddressRange {
   }
 }
 
-type Log = ((record: Record<string, unknown>) => void) & { close(): Promise<void> };
-
-function openLog(file: string): Log {
-  let stream: WriteStream | undefined = createWriteStream(file, { flags: 'a' });
-  stream.on('error', (err) => {
-    process.stderr.write(`memshift: cannot write log ${file}: ${err.message}\n`);
-    stream = undefined;
-  });
-  const log = ((record: Record<string, unknown>) => {
-    stream?.write(`${JSON.stringify({ time: new Date().toISOString(), ...record }, bigintSafe)}\n`);
-  }) as Log;
-  log.close = () => new Promise<void>((resolve) => (stream ? stream.end(resolve) : resolve()));
-  return log;
-}
-
-function bigintSafe(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? value.toString() : value;
-}
-
 /** A one-line live status on a terminal (rewritten in place), a plain line every 10 s otherwise. */
 class StatusLine {
   private timer: NodeJS.Timeout | undefined;
@@ -275,7 +256,7 @@ class StatusLine {
   private ticks = 0;
   constructor(
     private readonly job: MirrorJob,
-    private readonly log: Log | undefined,
+    private readonly log: JsonLog | undefined,
   ) {}
 
   start(): void {

@@ -5,9 +5,9 @@
  * SIGINT/SIGTERM or after --duration.
  */
 import type { Command } from 'commander';
-import { createWriteStream } from 'node:fs';
 import { Proxy, type ProxyMode, type ProxyStatus } from '../../jobs/proxy.js';
 import { formatTable } from '../format.js';
+import { openJsonLog } from '../json-log.js';
 import { UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
 import type { DashboardSnapshot } from '../dashboard/server.js';
@@ -81,10 +81,8 @@ export function registerProxy(program: Command, out: Output): void {
         throw new UsageError(`--mode must be shadow, warm or dual, got "${flags.mode}"`);
       const { from, to } = resolvePools(flags);
       const listen = hostPort(flags.listen);
-      const log = flags.log === undefined ? undefined : createWriteStream(flags.log, { flags: 'a' });
-      const logEvent = (event: Record<string, unknown>): void => {
-        log?.write(JSON.stringify({ time: new Date().toISOString(), ...event }) + '\n');
-      };
+      const log = flags.log === undefined ? undefined : openJsonLog(flags.log);
+      const logEvent = (event: Record<string, unknown>): void => log?.(event);
       const proxy = new Proxy({
         mode,
         primary: mode === 'warm' ? to : from,
@@ -155,7 +153,7 @@ export function registerProxy(program: Command, out: Output): void {
         number('--drain', flags.drain) * 1000,
       );
       logEvent({ event: 'summary', ...summary });
-      log?.end();
+      await log?.close();
       out.write(flags.json ? JSON.stringify(summary, null, 2) + '\n' : renderSummary(summary));
       if (summary.proxy.primaryErrors > 0) out.exitCode = 1;
     });
