@@ -97,6 +97,11 @@ export interface CopyOptions {
   readonly maxValue?: number;
   /** Consecutive failed batches after which a source server is given up (default 3). */
   readonly giveUpAfter?: number;
+  /**
+   * false skips the second look at the source and the take-back. Only for
+   * measuring what the guard costs (bench/copy.ts); no command offers it.
+   */
+  readonly guard?: boolean;
   /** Only keys matching (tested on the key read as latin1) / starting with these bytes. */
   readonly match?: RegExp;
   readonly prefix?: Buffer;
@@ -645,6 +650,11 @@ class CopyJob {
     mark: number,
   ): Promise<void> {
     if (stored.length === 0) return;
+    if (this.options.guard === false) {
+      this.copied += stored.length;
+      for (const s of stored) this.bytes += got.values[s.j]!.length;
+      return;
+    }
     const freshness = this.options.freshness;
     let again: FetchedBatch | undefined;
     let failure: unknown;
