@@ -439,7 +439,8 @@ class CopyJob {
       while (next < list.length && !signal?.aborted && stopped === undefined) {
         while (inFlight >= governor.window) await new Promise<void>((resolve) => (wake = resolve));
         if (stopped !== undefined) break;
-        // Skip runs an earlier run finished; a batch never spans one.
+        // Skip runs an earlier run finished (the prefix may have moved over one already); a batch never spans one.
+        next = Math.max(next, cursor);
         while (finished.has(next)) next = finished.get(next)!;
         if (next >= list.length) break;
         const start = next;
@@ -658,10 +659,20 @@ class CopyJob {
     const freshness = this.options.freshness;
     let again: FetchedBatch | undefined;
     let failure: unknown;
+    // A server started with -C keeps no CAS (it reports 0): there the value and flags are compared instead.
+    const noCas = new Uint8Array(stored.length);
+    let anyNoCas = false;
+    for (const [n, s] of stored.entries()) {
+      const cas = got.cas[s.j];
+      if (cas === undefined || cas === '0') {
+        noCas[n] = 1;
+        anyNoCas = true;
+      }
+    }
     try {
       again = await source.fetch(
         stored.map((s) => keys[s.j]!),
-        false,
+        anyNoCas ? noCas : false,
         true,
       );
     } catch (err) {
@@ -671,6 +682,11 @@ class CopyJob {
     const back: Stored[] = [];
     for (const [n, s] of stored.entries()) {
       if (!again || again.hit[n] === 0 || again.cas[n] !== got.cas[s.j]) back.push(s);
+      else if (
+        noCas[n] === 1 &&
+        (again.flags[n] !== got.flags[s.j] || !again.values[n]!.equals(got.values[s.j]!))
+      )
+        back.push(s);
       else if (freshness?.changedSince(keys[s.j]!, mark)) back.push(s);
       else {
         // A TTL shortened on the source (touch) since the read: the copy would outlive it.
