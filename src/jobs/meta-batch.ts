@@ -15,8 +15,17 @@ import type { Endpoint } from '../net/address.js';
 const CHUNK_BYTES = 64 * 1024;
 /** Values at least this big are sent as their own part rather than copied into the batch. */
 const SEPARATE_VALUE_BYTES = 8 * 1024;
+/** Text longer than this goes through Buffer#write; shorter is copied a char at a time, which is faster. */
+const SHORT_TEXT = 32;
 const CRLF = Buffer.from('\r\n');
 const MN = Buffer.from('mn\r\n');
+const MG = Buffer.from('mg ');
+const BASE64_FLAG = Buffer.from(' b');
+/** The flags of a batch `mg` up to its opaque's number: by value (v) or size (s), with or without CAS (c). */
+const MG_TAILS = {
+  value: { cas: Buffer.from(' v f t u q c O'), plain: Buffer.from(' v f t u q O') },
+  size: { cas: Buffer.from(' s f t u q c O'), plain: Buffer.from(' s f t u q O') },
+} as const;
 
 /** Builds one batch's bytes: text copied into 64 KiB chunks, big values passed through uncopied. */
 export class RequestBuilder {
@@ -24,9 +33,38 @@ export class RequestBuilder {
   private buf = Buffer.allocUnsafe(CHUNK_BYTES);
   private pos = 0;
 
+  /** Text as latin1: one byte per char. */
   ascii(text: string): void {
-    this.ensure(text.length);
-    this.pos += this.buf.write(text, this.pos, 'latin1');
+    const n = text.length;
+    this.ensure(n);
+    if (n > SHORT_TEXT) {
+      this.pos += this.buf.write(text, this.pos, 'latin1');
+      return;
+    }
+    // A byte array keeps the low 8 bits of each char, as latin1 encoding does.
+    const buf = this.buf;
+    const at = this.pos;
+    for (let i = 0; i < n; i++) buf[at + i] = text.charCodeAt(i);
+    this.pos = at + n;
+  }
+
+  /** A number in decimal, as `String(n)` writes it, without making the string for a whole one. */
+  number(n: number): void {
+    if (!Number.isSafeInteger(n) || n < 0) {
+      this.ascii(String(n));
+      return;
+    }
+    let digits = 1;
+    for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+    this.ensure(digits);
+    const buf = this.buf;
+    let at = this.pos + digits;
+    this.pos = at;
+    let rest = n;
+    do {
+      buf[--at] = 0x30 + (rest % 10);
+      rest = Math.floor(rest / 10);
+    } while (rest > 0);
   }
 
   bytes(bytes: Buffer): void {
@@ -36,7 +74,8 @@ export class RequestBuilder {
       return;
     }
     this.ensure(bytes.length);
-    bytes.copy(this.buf, this.pos);
+    // TypedArray#set is a plain copy, without Buffer#copy's argument checks (a key, a value of 100 bytes).
+    this.buf.set(bytes, this.pos);
     this.pos += bytes.length;
   }
 
@@ -139,6 +178,7 @@ export class BatchLink {
     };
     const b = new RequestBuilder();
     let asked = 0;
+    const cas = withCas ? 'cas' : 'plain';
     for (let j = 0; j < n; j++) {
       if (!metaKeyFits(keys[j]!)) {
         out.unsupported[j] = 1;
@@ -146,11 +186,13 @@ export class BatchLink {
         continue;
       }
       asked++;
-      b.ascii('mg ');
-      const base64 = b.key(keys[j]!);
+      // mg <key>[ b] <v|s> f t u q[ c] O<j>\r\n
+      b.bytes(MG);
+      if (b.key(keys[j]!)) b.bytes(BASE64_FLAG);
       const value = withValues === true || (withValues !== false && withValues[j] === 1);
-      const tail = (value ? ' v f t u q' : ' s f t u q') + (withCas ? ' c O' : ' O');
-      b.ascii(base64 ? ` b${tail}${j}\r\n` : `${tail}${j}\r\n`);
+      b.bytes(MG_TAILS[value ? 'value' : 'size'][cas]);
+      b.number(j);
+      b.bytes(CRLF);
     }
     if (asked === 0) return out;
     await this.send(b.finish(), 'mg batch', (frame) => {
@@ -162,13 +204,13 @@ export class BatchLink {
       for (const token of frame.flags) {
         const c = token.charCodeAt(0);
         if (c === 0x4f)
-          j = Number(token.slice(1)); // O
+          j = flagNumber(token); // O
         else if (c === 0x66)
-          flags = Number(token.slice(1)); // f
+          flags = flagNumber(token); // f
         else if (c === 0x74)
-          ttl = Number(token.slice(1)); // t
+          ttl = flagNumber(token); // t
         else if (c === 0x73)
-          size = Number(token.slice(1)); // s
+          size = flagNumber(token); // s
         else if (c === 0x63) cas = token.slice(1); // c
       }
       if (j < 0 || j >= n || (frame.code !== 'VA' && frame.code !== 'HD')) {
@@ -249,6 +291,25 @@ export class BatchLink {
     conn.destroy();
     if (i >= 0) this.conns[i] = new Connection(this.endpoint, this.options);
   }
+}
+
+/**
+ * `Number(token.slice(1))`: the number after a flag's letter. Plain decimal
+ * digits (what memcached writes) are read in place; anything else goes
+ * through `Number`, so an odd token reads as it always did.
+ */
+function flagNumber(token: string): number {
+  const n = token.length;
+  const negative = n > 2 && token.charCodeAt(1) === 0x2d; // -
+  let i = negative ? 2 : 1;
+  if (i >= n || n > 16) return Number(token.slice(1));
+  let v = 0;
+  for (; i < n; i++) {
+    const d = token.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return Number(token.slice(1));
+    v = v * 10 + d;
+  }
+  return negative ? -v : v;
 }
 
 /** Ends a value in a batch. */
