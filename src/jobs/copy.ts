@@ -679,11 +679,7 @@ class CopyJob {
     let again: FetchedBatch | undefined;
     let failure: unknown;
     try {
-      again = await source.fetch(
-        stored.map((s) => keys[s.j]!),
-        false,
-        true,
-      );
+      again = await source.look(stored.map((s) => keys[s.j]!));
     } catch (err) {
       failure = err;
     }
