@@ -6,8 +6,9 @@
  * ways, each run: guarded (the default), with `guard: false` (no second
  * look at the source, no take-back: what the guard costs), and guarded again
  * beside a writer deleting and rewriting keys on both pools (bench/copy-writer.ts).
- * Copy rates count the listing. Then memory: the peak resident size of a
- * process copying 10 million keys.
+ * Copy rates count the listing; beside each, this process's CPU time per
+ * key, which moves less than a rate when others share the machine. Then
+ * memory: the peak resident size of a process copying 10 million keys.
  *
  * Prints one JSON object; rates are medians of `runs` runs.
  *
@@ -169,8 +170,15 @@ async function inChild(
 }
 
 /** A copy that must finish within `COPY_DEADLINE_MS` (an aborted copy fails the bench). */
-async function copyOnce(from: Pool, to: Pool, guard: boolean): Promise<CopyReport> {
-  return runCopy({ from, to, guard, signal: AbortSignal.timeout(COPY_DEADLINE_MS) });
+async function copyOnce(
+  from: Pool,
+  to: Pool,
+  guard: boolean,
+): Promise<CopyReport & { cpuMicrosPerKey: number }> {
+  const cpu = process.cpuUsage();
+  const report = await runCopy({ from, to, guard, signal: AbortSignal.timeout(COPY_DEADLINE_MS) });
+  const used = process.cpuUsage(cpu);
+  return { ...report, cpuMicrosPerKey: (used.user + used.system) / Math.max(1, report.done) };
 }
 
 /** Empties the target and waits out the second flush_all counts in (an item set in it would be flushed too). */
@@ -181,6 +189,7 @@ async function emptyTarget(target: MemcachedServer): Promise<void> {
 
 interface WriterRun {
   keysPerSecond: number;
+  cpuMicrosPerKey: number;
   copied: number;
   changedDuringCopy: number;
   exists: number;
@@ -217,6 +226,7 @@ async function copyWithWriter(
     if (report.interrupted) throw new Error('copy with writer: interrupted');
     return {
       keysPerSecond: report.keysPerSecond,
+      cpuMicrosPerKey: report.cpuMicrosPerKey,
       copied: report.copied,
       changedDuringCopy: report.skipped['changed-during-copy'],
       exists: report.skipped.exists,
@@ -235,6 +245,10 @@ function ratio(a: number, b: number): number {
   return Number((a / b).toFixed(2));
 }
 
+function micros(value: number): number {
+  return Number(value.toFixed(2));
+}
+
 async function main(): Promise<void> {
   const keys = Number(process.argv[2] ?? 1_000_000);
   const memoryKeys = Number(process.argv[3] ?? 10_000_000);
@@ -251,8 +265,13 @@ async function main(): Promise<void> {
     const raw = { get: [] as number[], set: [] as number[] };
     const guarded: number[] = [];
     const unguarded: number[] = [];
+    // This process's CPU time per key: steadier than a rate on a machine others are using.
+    const cpuGuarded: number[] = [];
+    const cpuUnguarded: number[] = [];
     const verify: number[] = [];
     const writes: WriterRun[] = [];
+    // One copy not counted, so the first measured one does not pay for the JIT's warm-up.
+    await copyOnce(from, to, true);
     for (let run = 0; run < runs; run++) {
       raw.get.push((keys / (await blast(source.address, getWork))) * 1000);
       await flush(target);
@@ -263,6 +282,7 @@ async function main(): Promise<void> {
         const report = await copyOnce(from, to, guard);
         if (report.copied !== keys) throw new Error(`copied ${report.copied} of ${keys} (guard ${guard})`);
         (guard ? guarded : unguarded).push(report.keysPerSecond);
+        (guard ? cpuGuarded : cpuUnguarded).push(report.cpuMicrosPerKey);
         if (guard) {
           const check = await runVerify({ from, to, checkPlacement: false });
           if (check.keys.coverage !== 1) throw new Error(`verify coverage ${check.keys.coverage}`);
@@ -290,6 +310,7 @@ async function main(): Promise<void> {
         keysPerSecond: Math.round(rate),
         shareOfRaw: ratio(rate, rawCopy),
         overQuietGuarded: ratio(rate, copyRate),
+        cpuMicrosPerKey: micros(mid((w) => w.cpuMicrosPerKey)),
         writerOps: mid((w) => w.writerOps),
         writerOpsPerSecond: mid((w) => w.writerOpsPerSecond),
         writerKeysTouched: mid((w) => w.writerKeysTouched),
@@ -333,9 +354,19 @@ async function main(): Promise<void> {
       copyKeysPerSecond: Math.round(copyRate),
       copyShareOfRaw: ratio(copyRate, rawCopy),
       copy: {
-        guarded: { keysPerSecond: Math.round(copyRate), shareOfRaw: ratio(copyRate, rawCopy) },
-        unguarded: { keysPerSecond: Math.round(bareRate), shareOfRaw: ratio(bareRate, rawCopy) },
+        guarded: {
+          keysPerSecond: Math.round(copyRate),
+          shareOfRaw: ratio(copyRate, rawCopy),
+          cpuMicrosPerKey: micros(median(cpuGuarded)),
+        },
+        unguarded: {
+          keysPerSecond: Math.round(bareRate),
+          shareOfRaw: ratio(bareRate, rawCopy),
+          cpuMicrosPerKey: micros(median(cpuUnguarded)),
+        },
         guardedOverUnguarded: ratio(copyRate, bareRate),
+        // The guard's cost in this process's CPU per key (1.1: the guarded copy uses 10% more).
+        cpuGuardedOverUnguarded: ratio(median(cpuGuarded), median(cpuUnguarded)),
         perRun: { guarded: guarded.map(Math.round), unguarded: unguarded.map(Math.round) },
       },
       withWriter,
