@@ -169,6 +169,13 @@ export interface CopyEvents {
 }
 
 const MONTH_SECONDS = 30 * 24 * 3600;
+/** Pieces of the copy's `ms` line. */
+const MS = Buffer.from('ms ');
+const SPACE = Buffer.from(' ');
+const TTL = Buffer.from(' T');
+const BASE64_TTL = Buffer.from(' b T');
+const FLAGS = Buffer.from(' F');
+const ADD_WITH_CAS = Buffer.from(' ME c\r\n');
 
 interface Prepared {
   readonly list: KeyList;
@@ -572,11 +579,18 @@ class CopyJob {
       written[j] = ttl;
       if (ttl > MONTH_SECONDS) ttl = this.targetClocks[t]!.now() + ttl;
       const b = (builders[t] ??= new RequestBuilder());
-      b.ascii('ms ');
-      const base64 = b.key(key);
+      // ms <key> <length>[ b] T<ttl> F<flags> ME c\r\n, numbers written straight into the batch.
       // Add mode (ME): protocol.txt "Meta Set", M(token) E = "add"; `c` asks for the target's CAS,
       // which the take-back's delete is guarded by. Not quiet: replies are matched by position.
-      b.ascii(` ${value.length}${base64 ? ' b' : ''} T${ttl} F${got.flags[j]} ME c\r\n`);
+      b.bytes(MS);
+      const base64 = b.key(key);
+      b.bytes(SPACE);
+      b.number(value.length);
+      b.bytes(base64 ? BASE64_TTL : TTL);
+      b.number(ttl);
+      b.bytes(FLAGS);
+      b.number(got.flags[j]!);
+      b.bytes(ADD_WITH_CAS);
       b.bytes(value);
       b.bytes(CRLF);
       members[t]!.push(j);
@@ -617,8 +631,14 @@ class CopyJob {
           if (j === undefined) return;
           if (frame.code === 'NS') notStored++;
           else if (frame.code === 'HD') {
-            const cas = frame.flags.find((f) => f.startsWith('c'));
-            stored.push({ j, t, cas: cas?.slice(1) ?? '', at: performance.now() });
+            let cas = '';
+            for (const f of frame.flags) {
+              if (f.charCodeAt(0) === 0x63) {
+                cas = f.slice(1); // c
+                break;
+              }
+            }
+            stored.push({ j, t, cas, at: performance.now() });
           }
         },
         (error: BatchError) => {
@@ -670,17 +690,15 @@ class CopyJob {
       }
     }
     try {
-      again = await source.fetch(
-        stored.map((s) => keys[s.j]!),
-        anyNoCas ? noCas : false,
-        true,
-      );
+      const asked = stored.map((s) => keys[s.j]!);
+      again = anyNoCas ? await source.fetch(asked, noCas, true) : await source.look(asked);
     } catch (err) {
       failure = err;
     }
     const now = performance.now();
     const back: Stored[] = [];
-    for (const [n, s] of stored.entries()) {
+    for (let n = 0; n < stored.length; n++) {
+      const s = stored[n]!;
       if (!again || again.hit[n] === 0 || again.cas[n] !== got.cas[s.j]) back.push(s);
       else if (
         noCas[n] === 1 &&
