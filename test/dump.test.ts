@@ -359,3 +359,55 @@ describe('dump helpers', () => {
     assert.equal(keyFilter('/^A/i')(key('abc')), true);
   });
 });
+
+describe('memshift dump --values follows the server (-I 2m)', () => {
+  let server: MemcachedServer;
+
+  before(async () => {
+    server = await startMemcached({ memoryMb: 64, args: ['-I', '2m'] });
+    const c = new MemcachedClient(server.address);
+    await c.set('small', 'x', { flags: 1 });
+    await c.set('large', Buffer.alloc(1_500_000, 0x62), { flags: 2 });
+    await c.close();
+    // A binary-protocol key of 200 bytes with spaces: listed, but no meta command can ask for its value.
+    const key = Buffer.from(`spaced ${'k'.repeat(193)}`);
+    const extras = Buffer.alloc(8);
+    const header = Buffer.alloc(24);
+    header[0] = 0x80;
+    header[1] = 0x01;
+    header.writeUInt16BE(key.length, 2);
+    header[4] = extras.length;
+    header.writeUInt32BE(extras.length + key.length + 1, 8);
+    const { connect } = await import('node:net');
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect({ host: server.host, port: server.port }, () =>
+        socket.write(Buffer.concat([header, extras, key, Buffer.from('v')])),
+      );
+      socket.once('data', () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.once('error', reject);
+    });
+  });
+
+  after(async () => {
+    await server.stop();
+  });
+
+  it('prints a 1.5 MB value whole and counts the value it cannot ask for, exit 0', () => {
+    const run = dump(server.address, '--format', 'jsonl', '--values');
+    assert.equal(run.status, 0, run.stderr);
+    const records = jsonLines(run.stdout);
+    assert.equal(records.length, 3);
+    const large = records.find((r) => r.key === 'large');
+    assert.equal(Buffer.from(large!.value_base64!, 'base64').length, 1_500_000);
+    assert.equal(large!.flags, 2);
+    const spaced = records.find((r) => r.key.startsWith('spaced'));
+    assert.equal(spaced?.value_base64, null);
+    assert.match(run.stderr, /1 values not readable by meta commands/);
+    const capped = dump(server.address, '--format', 'jsonl', '--values', '--max-value', '1m');
+    assert.equal(capped.status, 2);
+    assert.match(capped.stderr, /^memshift: .*1500000 bytes/m);
+  });
+});
