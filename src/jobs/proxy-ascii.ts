@@ -17,7 +17,8 @@ import type {
   RetrievalRequest,
   ValueResponse,
 } from '../protocol/ascii-frames.js';
-import { AsciiRequestParser, encodeAsciiRequest, encodeAsciiResponse } from '../protocol/ascii.js';
+import { encodeAsciiRequest, encodeAsciiResponse, keyNeedsBase64 } from '../protocol/ascii.js';
+import { AsciiServerReader, type ServerSideFrame } from '../protocol/ascii-server.js';
 import { FrameDecoder } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
@@ -26,49 +27,121 @@ import { newSlot, ProxySession, type ProxyContext, type Slot } from './proxy-ses
 
 const END = Buffer.from('END\r\n', 'latin1');
 const MN = Buffer.from('MN\r\n', 'latin1');
-const MN_REQUEST = Buffer.from('mn\r\n', 'latin1');
-
-/** Commands that answer with a stream of lines memshift cannot delimit, or that act on the server itself. */
-const REFUSED = new Set(['lru_crawler', 'watch', 'shutdown', 'debugtime', 'misbehave']);
+const OK = Buffer.from('OK\r\n', 'latin1');
 
 function serverError(reason: string): Buffer[] {
   return [Buffer.from(`SERVER_ERROR ${reason.replace(/[\r\n]/g, ' ')}\r\n`, 'latin1')];
 }
 
-/** Replies a quiet meta request does not send (protocol.txt, "Meta Get", "Meta Set", "Meta Delete"). */
+/**
+ * Replies a quiet meta request does not send: only the nominal one (protocol.txt,
+ * "Meta Get": q; memcached 1.6.18 skips EN for mg, HD for ms and md, and the
+ * HD or VA of a successful ma; NF, EX and NS are always sent).
+ */
 function quietDrops(command: MetaRequest['command'], reply: AsciiResponse): boolean {
   if (reply.kind !== 'meta') return false;
   switch (command) {
     case 'mg':
       return reply.code === 'EN';
     case 'md':
-      return reply.code === 'HD' || reply.code === 'NF';
     case 'ms':
-    case 'ma':
       return reply.code === 'HD';
+    case 'ma':
+      return reply.code === 'HD' || reply.code === 'VA';
     default:
       return false;
   }
 }
 
+function line(text: string): Buffer[] {
+  return [Buffer.from(text + '\r\n', 'latin1')];
+}
+
 export class AsciiProxySession extends ProxySession<AsciiResponse> {
-  private readonly decoder: FrameDecoder<AsciiRequest>;
+  private readonly decoder: FrameDecoder<ServerSideFrame>;
 
   constructor(ctx: ProxyContext, socket: Socket, id: number, limits: Limits) {
     super(ctx, socket, id);
-    this.decoder = new FrameDecoder(new AsciiRequestParser(limits));
+    // Lines are read as memcached reads them, so that only requests it would carry out reach a
+    // shared server connection and everything else gets its answer here.
+    const reader = new AsciiServerReader({
+      limits,
+      itemSizeMax: (key) => ctx.itemSizeMax(this.serverOf(key)),
+    });
+    this.decoder = new FrameDecoder(reader);
   }
 
   protected readonly protocol = 'ascii';
 
   protected parseChunk(chunk: Buffer): void {
     try {
-      this.decoder.push(chunk, (req) => this.request(req));
+      this.decoder.push(chunk, (frame) => this.frame(frame));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
-      // The stream is out of step: answer as memcached does.
-      this.refuseGarbage([Buffer.from(`CLIENT_ERROR ${err.reason}\r\n`, 'latin1')]);
+      // Only a multi-get line longer than the proxy's line limit gets here.
+      this.refuseGarbage(line(`CLIENT_ERROR ${err.reason}`));
     }
+  }
+
+  private frame(frame: ServerSideFrame): void {
+    switch (frame.kind) {
+      case 'request':
+        this.request(frame.request);
+        return;
+      case 'skipped':
+        return;
+      case 'admin':
+        this.admin(frame.name, frame.noreply);
+        return;
+      case 'answer': {
+        // memcached drops the old value of a store it refused as too large; so does every pool here.
+        if (frame.evict !== undefined) this.evict(frame.evict);
+        const slot = newSlot();
+        if (frame.reply !== undefined) slot.parts = line(frame.reply);
+        if (frame.close) {
+          this.ctx.counters.protocolErrors++;
+          slot.close = true;
+          this.push(slot);
+          this.stopReading();
+          return;
+        }
+        this.push(slot);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Admin commands change a server's settings, not its data: verbosity is
+   * answered here (the proxy has no log level to change through it), the rest
+   * are refused, so that no client reconfigures a production server through
+   * the proxy.
+   */
+  private admin(name: string, noreply: boolean): void {
+    const slot = newSlot();
+    if (!noreply)
+      slot.parts =
+        name === 'verbosity' ? [OK] : line(`CLIENT_ERROR ${name} is not available through memshift proxy`);
+    this.push(slot);
+  }
+
+  /** Removes `key` from its primary server (and the secondary where this mode writes both), unseen by the client. */
+  private evict(key: Buffer): void {
+    const md: MetaRequest = {
+      kind: 'meta',
+      command: 'md',
+      key,
+      base64: keyNeedsBase64(key),
+      flags: [],
+      value: undefined,
+      quiet: false,
+      opaque: undefined,
+    };
+    const parts = encodeAsciiRequest(md);
+    if (this.ctx.mode === 'warm') this.ctx.deleted(key);
+    const slot = this.single(this.serverOf(key), parts, true, undefined);
+    if (this.ctx.mode !== 'shadow') this.secondary(key, parts, slot);
+    this.push(slot);
   }
 
   private request(req: AsciiRequest): void {
@@ -140,7 +213,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         return;
       }
       case 'verbosity':
-        this.push(this.collect(0, encodeAsciiRequest({ ...req, noreply: false }), req.noreply));
+        this.admin('verbosity', req.noreply);
         return;
       case 'version':
       case 'stats':
@@ -154,15 +227,10 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         return;
       }
       case 'other': {
-        if (REFUSED.has(req.name)) {
-          const slot = newSlot();
-          slot.parts = serverError(`${req.name} is not available through memshift proxy`);
-          this.push(slot);
-          return;
-        }
-        // Whether an unlisted command answers (and with how many lines) is not known here:
-        // an `mn` after it marks where its reply ends ("Meta No-Op").
-        this.push(this.collect(0, [...encodeAsciiRequest(req), MN_REQUEST], false, true));
+        // The reader answers every line memcached would not carry out; nothing unknown is forwarded.
+        const slot = newSlot();
+        slot.parts = line('ERROR');
+        this.push(slot);
         return;
       }
       case 'meta':
@@ -339,8 +407,8 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
     return slot;
   }
 
-  /** A request whose reply runs to END (stats), or is one line (version, verbosity, an error). */
-  private collect(index: number, parts: Buffer[], noreply: boolean, untilMn = false): Slot {
+  /** A request whose reply runs to END (stats), or is one line (version, an error). */
+  private collect(index: number, parts: Buffer[], noreply: boolean): Slot {
     const slot = newSlot();
     const out: Buffer[] = [];
     slot.pending++;
@@ -349,15 +417,8 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       {
         sentAt: 0,
         frame: (reply) => {
-          if (untilMn) {
-            if (reply.kind !== 'meta' || reply.code !== 'MN') {
-              out.push(...encodeAsciiResponse(reply));
-              return false;
-            }
-          } else {
-            if (!noreply) out.push(...encodeAsciiResponse(reply));
-            if (reply.kind === 'stat' || reply.kind === 'line') return false;
-          }
+          if (!noreply) out.push(...encodeAsciiResponse(reply));
+          if (reply.kind === 'stat' || reply.kind === 'line') return false;
           slot.parts = out;
           this.done(slot);
           return true;

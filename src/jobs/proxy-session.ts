@@ -48,6 +48,8 @@ export interface ProxyContext {
   readonly secondaryTimeoutMs: number;
   readonly maxInFlight: number;
   readonly counters: ProxyCounters;
+  /** `item_size_max` of a primary server: a larger store is refused as memcached refuses it. */
+  itemSizeMax(serverIndex: number): number;
   /** The tap for a primary upstream of a session (shadow mode), or undefined. */
   tap(serverIndex: number, sessionId: number): UpstreamTap | undefined;
   /** Whether synchronous secondary writes go to this server now (it was not failing recently). */

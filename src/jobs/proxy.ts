@@ -15,7 +15,9 @@
  */
 import type { Socket } from 'node:net';
 import type { Flow } from '../capture/tcp-reassembly.js';
+import { MemcachedClient } from '../net/client.js';
 import { Listener, type ListenerCounters, type ListenerOptions } from '../net/listener.js';
+import { DEFAULT_ITEM_SIZE_MAX, parserLimitsFor, readServerLimits } from '../net/server-limits.js';
 import { OperationExtractor, type OperationCounters } from '../ops/extractor.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import { Replayer, type ReplayCounters, type ReplayerOptions } from '../replay/replayer.js';
@@ -54,6 +56,11 @@ export interface ProxyOptions {
   /** Keys remembered for invalidation on the secondary (dual and warm modes; default 1,000,000). */
   readonly maxRememberedKeys?: number;
   readonly limits?: Limits;
+  /**
+   * The largest item a primary server stores, in bytes (memcached's -I), for
+   * every server; by default each server's own `item_size_max`, read at start.
+   */
+  readonly itemSizeMax?: number;
   /** Shadow mode: false forwards to the primary only, touching the secondary not at all (a plain proxy; default true). */
   readonly shadow?: boolean;
   /** Shadow mode: the replayers' tuning. */
@@ -104,7 +111,9 @@ export class Proxy {
   private readonly paused = new Set<{ maybeResume(): void }>();
   private congestedCount = 0;
   private readonly perServer: number;
-  private readonly limits: Limits;
+  private limits: Limits;
+  /** Each primary server's item_size_max, read at start. */
+  private itemSizes: number[] = [];
   private readonly timeoutMs: number;
   private readonly secondaryTimeoutMs: number;
   private readonly extractors: OperationExtractor[] = [];
@@ -134,7 +143,6 @@ export class Proxy {
           ...(options.onWarning ? { onWarning: options.onWarning } : {}),
         });
         this.replayers.push(replayer);
-        this.extractors.push(new OperationExtractor((op) => replayer.apply(op), { limits }));
       }
     }
     this.keeper = new SecondaryKeeper({
@@ -156,6 +164,7 @@ export class Proxy {
       secondaryTimeoutMs,
       maxInFlight: Math.max(2, options.maxInFlight ?? 1024),
       counters: this.counters,
+      itemSizeMax: (index) => this.itemSizes[index] ?? DEFAULT_ITEM_SIZE_MAX,
       tap: (index, sessionId) => this.tap(index, sessionId),
       secondaryUsable: (index) => this.keeper.usable(index),
       secondaryMissed: (index, key, reason) => this.keeper.missed(index, key, reason),
@@ -165,10 +174,14 @@ export class Proxy {
       congested: () => this.congestedCount > 0,
       paused: this.paused,
     };
-    this.listener = new Listener(options.listen ?? {}, (socket, id) => serve(ctx, socket, id, limits));
+    this.listener = new Listener(options.listen ?? {}, (socket, id) => serve(ctx, socket, id, this.limits));
   }
 
   async start(): Promise<{ host: string; port: number }> {
+    await this.readLimits();
+    for (const replayer of this.replayers) {
+      this.extractors.push(new OperationExtractor((op) => replayer.apply(op), { limits: this.limits }));
+    }
     const bound = await this.listener.listen();
     this.started = Date.now();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
@@ -179,6 +192,42 @@ export class Proxy {
 
   get address(): string {
     return this.listener.address;
+  }
+
+  /**
+   * Each primary server's item_size_max (DESIGN.md, invariant 8): a store
+   * larger than its server's items is refused here as memcached refuses it,
+   * and replies are parsed up to the largest. A server that cannot be asked
+   * now is assumed to have memcached's default, with a warning.
+   */
+  private async readLimits(): Promise<void> {
+    const fixed = this.options.itemSizeMax;
+    const servers = this.options.primary.servers;
+    if (fixed !== undefined) {
+      this.itemSizes = servers.map(() => fixed);
+    } else {
+      this.itemSizes = await Promise.all(
+        servers.map(async (server) => {
+          const client = new MemcachedClient(server.address, { requestTimeoutMs: this.timeoutMs });
+          try {
+            return (await readServerLimits(client)).itemSizeMax;
+          } catch (err) {
+            this.options.onWarning?.(
+              `${server.address}: could not read item_size_max (${(err as Error).message}); assuming ${DEFAULT_ITEM_SIZE_MAX} bytes`,
+            );
+            return DEFAULT_ITEM_SIZE_MAX;
+          } finally {
+            client.destroy();
+          }
+        }),
+      );
+    }
+    if (this.options.limits === undefined) {
+      this.limits = parserLimitsFor(
+        this.itemSizes.map((itemSizeMax, i) => ({ address: servers[i]?.address ?? '', itemSizeMax })),
+        fixed,
+      );
+    }
   }
 
   /**
