@@ -59,6 +59,9 @@ function line(text: string): Buffer[] {
 
 export class AsciiProxySession extends ProxySession<AsciiResponse> {
   private readonly decoder: FrameDecoder<ServerSideFrame>;
+  private readonly reader: AsciiServerReader;
+  /** Where the data block being swallowed began, for the partial-request clock. */
+  private swallowFrom = 0;
 
   constructor(ctx: ProxyContext, socket: Socket, id: number, limits: Limits) {
     super(ctx, socket, id);
@@ -68,10 +71,18 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       limits,
       itemSizeMax: (key) => ctx.itemSizeMax(this.serverOf(key)),
     });
+    this.reader = reader;
     this.decoder = new FrameDecoder(reader);
   }
 
   protected readonly protocol = 'ascii';
+
+  protected partial(): { bytes: number; offset: number } {
+    // A refused value being swallowed holds no memory but is an unfinished request all the same.
+    const swallowing = this.reader.swallowing;
+    if (swallowing > 0) return { bytes: swallowing, offset: this.swallowFrom };
+    return { bytes: this.decoder.buffered, offset: this.decoder.offset };
+  }
 
   protected parseChunk(chunk: Buffer): void {
     try {
@@ -94,6 +105,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         this.admin(frame.name, frame.noreply);
         return;
       case 'answer': {
+        if (this.reader.swallowing > 0) this.swallowFrom = this.decoder.offset;
         // memcached drops the old value of a store it refused as too large; so does every pool here.
         if (frame.evict !== undefined) this.evict(frame.evict);
         const slot = newSlot();

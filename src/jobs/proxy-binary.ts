@@ -43,6 +43,10 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
 
   protected readonly protocol = 'binary';
 
+  protected partial(): { bytes: number; offset: number } {
+    return { bytes: this.decoder.buffered, offset: this.decoder.offset };
+  }
+
   protected parseChunk(chunk: Buffer): void {
     try {
       this.decoder.push(chunk, (req) => this.request(req));

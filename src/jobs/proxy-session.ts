@@ -9,7 +9,7 @@
  * growing it.
  */
 import type { Socket } from 'node:net';
-import type { ConnectionHandler } from '../net/listener.js';
+import { closeSoon, type ConnectionHandler } from '../net/listener.js';
 import { Ring } from '../net/ring.js';
 import type { Pool } from '../topology/pool.js';
 import type { Upstream, UpstreamTap } from './proxy-upstream.js';
@@ -37,6 +37,8 @@ export interface ProxyCounters {
   warmHits: number;
   /** Times reading from a client paused for backpressure. */
   paused: number;
+  /** Connections closed because a request stayed incomplete past the partial-request timeout. */
+  partialTimeouts: number;
 }
 
 /** What sessions need from the proxy that owns them. */
@@ -47,6 +49,8 @@ export interface ProxyContext {
   readonly timeoutMs: number;
   readonly secondaryTimeoutMs: number;
   readonly maxInFlight: number;
+  /** A request begun but not finished for this long closes its connection (0: never). */
+  readonly partialTimeoutMs: number;
   readonly counters: ProxyCounters;
   /** `item_size_max` of a primary server: a larger store is refused as memcached refuses it. */
   itemSizeMax(serverIndex: number): number;
@@ -102,6 +106,8 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   private finishing = false;
   private ended = false;
   private readonly closed: Promise<void>;
+  private partialTimer: NodeJS.Timeout | undefined;
+  private partialOffset = -1;
 
   constructor(ctx: ProxyContext, socket: Socket, id: number) {
     this.ctx = ctx;
@@ -115,6 +121,8 @@ export abstract class ProxySession<F> implements ConnectionHandler {
 
   /** Handles one chunk from the client; protocol sessions parse it and call `send`. */
   protected abstract parseChunk(chunk: Buffer): void;
+  /** Bytes of a request begun but not complete, and the stream offset where it began. */
+  protected abstract partial(): { bytes: number; offset: number };
   protected abstract readonly protocol: 'ascii' | 'binary';
 
   /** Starts reading; the first chunk is handed over by whoever picked the protocol. */
@@ -137,9 +145,43 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   private onData(chunk: Buffer): void {
     if (this.ended || this.finishing) return;
     this.parseChunk(chunk);
+    this.watchPartial();
     if (this.slots.length >= this.ctx.maxInFlight || this.socket.writableNeedDrain || this.ctx.congested()) {
       this.pause();
     }
+  }
+
+  /**
+   * A request left incomplete (a set that declared 1 MiB and sent 10 bytes)
+   * holds its buffer and its connection: after the partial-request timeout
+   * the connection is closed. The clock restarts whenever a request
+   * completes, so a steady stream of large values never trips it.
+   */
+  private watchPartial(): void {
+    const ms = this.ctx.partialTimeoutMs;
+    if (ms <= 0) return;
+    const { bytes, offset } = this.partial();
+    if (bytes === 0) {
+      clearTimeout(this.partialTimer);
+      this.partialTimer = undefined;
+      return;
+    }
+    if (this.partialTimer !== undefined && offset === this.partialOffset) return;
+    clearTimeout(this.partialTimer);
+    this.partialOffset = offset;
+    this.partialTimer = setTimeout(() => {
+      this.partialTimer = undefined;
+      // Paused by the proxy, the client could not have sent the rest: its clock starts again.
+      if (!this.reading) return this.watchPartialLater();
+      this.ctx.counters.partialTimeouts++;
+      this.socket.destroy();
+    }, ms);
+    this.partialTimer.unref();
+  }
+
+  private watchPartialLater(): void {
+    this.partialOffset = -1;
+    this.watchPartial();
   }
 
   /** Queues a reply slot in request order. */
@@ -198,7 +240,7 @@ export abstract class ProxySession<F> implements ConnectionHandler {
       if (slot.close) {
         this.ended = true;
         socket.uncork();
-        socket.end();
+        closeSoon(socket);
         return;
       }
     }
@@ -231,11 +273,12 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   }
 
   private maybeEnd(): void {
-    if (this.finishing && this.slots.length === 0 && !this.socket.destroyed) this.socket.end();
+    if (this.finishing && this.slots.length === 0 && !this.socket.destroyed) closeSoon(this.socket);
   }
 
   private teardown(): void {
     // Upstreams are shared: legs still in flight for this session finish there and are discarded.
+    clearTimeout(this.partialTimer);
     this.ended = true;
     this.ctx.paused.delete(this);
   }

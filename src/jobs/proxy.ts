@@ -51,6 +51,8 @@ export interface ProxyOptions {
   readonly secondaryBackoffMs?: number;
   /** Connections to each server, shared by all clients (default 1); a client always uses the same one. */
   readonly connectionsPerServer?: number;
+  /** A request begun and not finished for this long closes its client connection (default 30 s; 0: never). */
+  readonly partialTimeoutMs?: number;
   /** Requests in flight per client connection before reading from it pauses (default 1024). */
   readonly maxInFlight?: number;
   /** Keys remembered for invalidation on the secondary (dual and warm modes; default 1,000,000). */
@@ -104,6 +106,7 @@ export class Proxy {
     warmLookups: 0,
     warmHits: 0,
     paused: 0,
+    partialTimeouts: 0,
   };
   private readonly listener: Listener;
   private readonly upstreams = new Set<Upstream<unknown>>();
@@ -163,6 +166,7 @@ export class Proxy {
       timeoutMs,
       secondaryTimeoutMs,
       maxInFlight: Math.max(2, options.maxInFlight ?? 1024),
+      partialTimeoutMs: options.partialTimeoutMs ?? 30_000,
       counters: this.counters,
       itemSizeMax: (index) => this.itemSizes[index] ?? DEFAULT_ITEM_SIZE_MAX,
       tap: (index, sessionId) => this.tap(index, sessionId),

@@ -106,6 +106,11 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
     this.limits = options.limits;
   }
 
+  /** Bytes of a refused data block still to come and be thrown away. */
+  get swallowing(): number {
+    return this.swallow;
+  }
+
   parse(buf: Buffer, start: number, cursor: ParseCursor): ServerSideFrame | undefined {
     if (this.swallow > 0) {
       const bytes = Math.min(this.swallow, buf.length - start);

@@ -18,6 +18,7 @@ interface ProxyFlags extends PoolFlags, WebFlags {
   listen: string;
   maxConnections: string;
   idleTimeout: string;
+  partialTimeout: string;
   timeout: string;
   secondaryTimeout: string;
   maxInFlight: string;
@@ -52,6 +53,11 @@ export function registerProxy(program: Command, out: Output): void {
     )
     .option('--max-connections <n>', 'client connections open at most', '4096')
     .option('--idle-timeout <seconds>', 'close client connections idle this long (0: never)', '0')
+    .option(
+      '--partial-timeout <seconds>',
+      'close a client connection whose request stays incomplete this long (0: never)',
+      '30',
+    )
     .option('--timeout <ms>', 'a primary request unanswered this long gets SERVER_ERROR', '2000')
     .option('--secondary-timeout <ms>', 'dual writes, warm lookups and deletes wait this long at most', '250')
     .option('--max-in-flight <n>', 'requests in flight per client connection before reading pauses', '1024')
@@ -95,6 +101,7 @@ export function registerProxy(program: Command, out: Output): void {
           maxConnections: whole('--max-connections', flags.maxConnections, 1),
           idleTimeoutMs: whole('--idle-timeout', flags.idleTimeout, 0) * 1000,
         },
+        partialTimeoutMs: number('--partial-timeout', flags.partialTimeout) * 1000,
         timeoutMs: whole('--timeout', flags.timeout, 1),
         secondaryTimeoutMs: whole('--secondary-timeout', flags.secondaryTimeout, 1),
         maxInFlight: whole('--max-in-flight', flags.maxInFlight, 2),
