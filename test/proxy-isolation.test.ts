@@ -9,6 +9,7 @@ import { after, describe, it } from 'node:test';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Proxy, type ProxyOptions } from '../src/jobs/proxy.js';
+import { MemcachedClient } from '../src/net/client.js';
 import { parsePoolSpec } from '../src/topology/pool.js';
 import { startMemcached, type MemcachedServer } from './support/memcached.js';
 
@@ -79,58 +80,123 @@ function ask(socket: Socket, text: string, until: RegExp): Promise<string> {
   });
 }
 
-describe('memshift proxy: refused and broken clients cost nothing', { timeout: 120_000 }, () => {
-  it('20 clients closed for a protocol error, never closing their side, leave room for the next with --max-connections 20', async () => {
-    const { p, port } = await startProxy({ listen: { maxConnections: 20 } });
-    const bad: Socket[] = [];
-    for (let i = 0; i < 20; i++) {
-      const s = await opened(port, true);
-      s.write('GET / HTTP/1.0\r\n');
-      bad.push(s);
-    }
-    for (let i = 0; i < 100 && p.status().connections.open > 0; i++) await sleep(20);
-    assert.equal(p.status().connections.open, 0, 'every refused client is gone from the proxy');
-    const good = await opened(port);
-    assert.equal(await ask(good, 'set a 0 0 1\r\n1\r\n', /\r\n$/), 'STORED\r\n');
-    assert.equal(p.status().connections.rejected, 0);
-  });
-
-  it('a stop ends within its grace even after a refusal whose peer never closes', async () => {
-    const [primary, secondary] = await Promise.all([server(), server()]);
-    const p = new Proxy({
-      mode: 'shadow',
-      primary: parsePoolSpec(primary!.address, 'ketama'),
-      secondary: parsePoolSpec(secondary!.address, 'ketama'),
-      listen: { maxConnections: 1 },
+describe(
+  'memshift proxy: slow, silent, refused and broken clients cost only themselves',
+  { timeout: 120_000 },
+  () => {
+    it('20 clients closed for a protocol error, never closing their side, leave room for the next with --max-connections 20', async () => {
+      const { p, port } = await startProxy({ listen: { maxConnections: 20 } });
+      const bad: Socket[] = [];
+      for (let i = 0; i < 20; i++) {
+        const s = await opened(port, true);
+        s.write('GET / HTTP/1.0\r\n');
+        bad.push(s);
+      }
+      for (let i = 0; i < 100 && p.status().connections.open > 0; i++) await sleep(20);
+      assert.equal(p.status().connections.open, 0, 'every refused client is gone from the proxy');
+      const good = await opened(port);
+      assert.equal(await ask(good, 'set a 0 0 1\r\n1\r\n', /\r\n$/), 'STORED\r\n');
+      assert.equal(p.status().connections.rejected, 0);
     });
-    const { port } = await p.start();
-    const kept = await opened(port);
-    assert.equal(await ask(kept, 'set a 0 0 1\r\n1\r\n', /\r\n$/), 'STORED\r\n');
-    await opened(port, true);
-    await sleep(100);
-    assert.equal(p.status().connections.rejected, 1);
-    const started = Date.now();
-    const stopped = await Promise.race([p.stop(300, 100).then(() => true), sleep(5000).then(() => false)]);
-    assert.ok(stopped, `stop still running after ${Date.now() - started} ms`);
-  });
 
-  it('a request left incomplete closes its connection after the partial-request timeout; others carry on', async () => {
-    const { p, port } = await startProxy({ partialTimeoutMs: 300 });
-    // One value that fits (buffered while it comes), one over the item size (swallowed while it comes).
-    const stuck = await opened(port);
-    stuck.write(`set big 0 0 ${1000 * 1000}\r\nonly ten b`);
-    const huge = await opened(port);
-    huge.write(`set big 0 0 ${1024 * 1024}\r\nonly ten b`);
-    const other = await opened(port);
-    // A slow but steady client: its requests complete, so its clock never runs out.
-    for (let i = 0; i < 5; i++) {
-      other.write('set s 0 0 4\r\nab');
+    it('a stop ends within its grace even after a refusal whose peer never closes', async () => {
+      const [primary, secondary] = await Promise.all([server(), server()]);
+      const p = new Proxy({
+        mode: 'shadow',
+        primary: parsePoolSpec(primary!.address, 'ketama'),
+        secondary: parsePoolSpec(secondary!.address, 'ketama'),
+        listen: { maxConnections: 1 },
+      });
+      const { port } = await p.start();
+      const kept = await opened(port);
+      assert.equal(await ask(kept, 'set a 0 0 1\r\n1\r\n', /\r\n$/), 'STORED\r\n');
+      await opened(port, true);
       await sleep(100);
-      assert.equal(await ask(other, 'cd\r\n', /\r\n$/), 'STORED\r\n');
-    }
-    assert.ok(await closedWithin(stuck, 3000), 'the incomplete request timed out');
-    assert.ok(await closedWithin(huge, 3000), 'the incomplete refused request timed out');
-    assert.equal(p.status().proxy.partialTimeouts, 2);
-    assert.equal(await ask(other, 'get s\r\n', /END\r\n$/), 'VALUE s 0 4\r\nabcd\r\nEND\r\n');
-  });
-});
+      assert.equal(p.status().connections.rejected, 1);
+      const started = Date.now();
+      const stopped = await Promise.race([p.stop(300, 100).then(() => true), sleep(5000).then(() => false)]);
+      assert.ok(stopped, `stop still running after ${Date.now() - started} ms`);
+    });
+
+    it('a request left incomplete closes its connection after the partial-request timeout; others carry on', async () => {
+      const { p, port } = await startProxy({ partialTimeoutMs: 300 });
+      // One value that fits (buffered while it comes), one over the item size (swallowed while it comes).
+      const stuck = await opened(port);
+      stuck.write(`set big 0 0 ${1000 * 1000}\r\nonly ten b`);
+      const huge = await opened(port);
+      huge.write(`set big 0 0 ${1024 * 1024}\r\nonly ten b`);
+      const other = await opened(port);
+      // A slow but steady client: its requests complete, so its clock never runs out.
+      for (let i = 0; i < 5; i++) {
+        other.write('set s 0 0 4\r\nab');
+        await sleep(100);
+        assert.equal(await ask(other, 'cd\r\n', /\r\n$/), 'STORED\r\n');
+      }
+      assert.ok(await closedWithin(stuck, 3000), 'the incomplete request timed out');
+      assert.ok(await closedWithin(huge, 3000), 'the incomplete refused request timed out');
+      assert.equal(p.status().proxy.partialTimeouts, 2);
+      assert.equal(await ask(other, 'get s\r\n', /END\r\n$/), 'VALUE s 0 4\r\nabcd\r\nEND\r\n');
+    });
+
+    it('a client that never reads its replies to pipelined large gets costs other clients nothing, memory stays bounded', async () => {
+      const { p, port, primary } = await startProxy({ timeoutMs: 2000 });
+      const value = Buffer.alloc(1000 * 1000, 0x62);
+      const direct = new MemcachedClient(primary.address);
+      cleanups.push(async () => direct.destroy());
+      assert.equal(await direct.set('big', value), 'STORED');
+      const rssBefore = process.memoryUsage().rss;
+      let rssPeak = rssBefore;
+      const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 20);
+      // 1,500 gets of a 1 MB value in one write, and not one byte read back.
+      const silent = await opened(port);
+      silent.pause();
+      silent.write('get big\r\n'.repeat(1500));
+      let errors = 0;
+      let answered = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async (_, c) => {
+          const client = new MemcachedClient(`127.0.0.1:${port}`, { requestTimeoutMs: 5000 });
+          cleanups.push(async () => client.destroy());
+          for (let i = 0; i < 100; i++) {
+            const key = `n:${c}:${i}`;
+            try {
+              if ((await client.set(key, `v${i}`)) !== 'STORED') errors++;
+              if ((await client.get(key))?.value.toString() !== `v${i}`) errors++;
+              answered++;
+            } catch {
+              errors++;
+            }
+          }
+        }),
+      );
+      await sleep(300);
+      clearInterval(sampler);
+      assert.equal(errors, 0);
+      assert.equal(answered, 800);
+      assert.equal(p.status().proxy.primaryErrors, 0);
+      const grown = (rssPeak - rssBefore) / 1024 / 1024;
+      assert.ok(grown < 200, `proxy memory grew ${grown.toFixed(0)} MB for one silent client`);
+      silent.destroy();
+    });
+
+    it('a request that times out fails alone: a later one on the same server connection is answered', async () => {
+      const { p, port, primary } = await startProxy({ timeoutMs: 600 });
+      const first = await opened(port);
+      const second = await opened(port);
+      assert.equal(await ask(first, 'set t 0 0 1\r\n1\r\n', /\r\n$/), 'STORED\r\n');
+      primary.process.kill('SIGSTOP');
+      cleanups.push(async () => void primary.process.kill('SIGCONT'));
+      const late = ask(first, 'get t\r\n', /\r\n$/);
+      await sleep(500);
+      // Sent 500 ms later: its own deadline is still 300 ms away when the server answers again.
+      const inTime = ask(second, 'get t\r\n', /END\r\n$/);
+      await sleep(300);
+      primary.process.kill('SIGCONT');
+      assert.match(await late, /^SERVER_ERROR .*no reply within 600 ms\r\n$/);
+      assert.equal(await inTime, 'VALUE t 0 1\r\n1\r\nEND\r\n');
+      // The late reply to the first request was read and dropped: the stream is still in step.
+      assert.equal(await ask(first, 'get t\r\n', /END\r\n$/), 'VALUE t 0 1\r\n1\r\nEND\r\n');
+      assert.equal(p.status().proxy.primaryErrors, 1);
+    });
+  },
+);

@@ -86,7 +86,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
 
   protected parseChunk(chunk: Buffer): void {
     try {
-      this.decoder.push(chunk, (frame) => this.frame(frame));
+      this.decoder.push(chunk, (frame) => this.admit(() => this.frame(frame)));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       // Only a multi-get line longer than the proxy's line limit gets here.
@@ -340,6 +340,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         encodeAsciiRequest(sub),
         {
           sentAt: 0,
+          ends: (reply) => reply.kind !== 'value',
           frame: (reply) => {
             if (reply.kind === 'value') {
               // Hits come back in the order asked, misses left out: walk the group to place each one.
@@ -428,6 +429,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       parts,
       {
         sentAt: 0,
+        ends: (reply) => reply.kind !== 'stat' && reply.kind !== 'line',
         frame: (reply) => {
           if (!noreply) out.push(...encodeAsciiResponse(reply));
           if (reply.kind === 'stat' || reply.kind === 'line') return false;

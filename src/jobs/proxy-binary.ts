@@ -49,7 +49,7 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
 
   protected parseChunk(chunk: Buffer): void {
     try {
-      this.decoder.push(chunk, (req) => this.request(req));
+      this.decoder.push(chunk, (req) => this.admit(() => this.request(req)));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       // memcached closes a binary connection whose bytes are not a request header, without a reply.
@@ -250,6 +250,7 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
       encodeBinaryRequest(req),
       {
         sentAt: 0,
+        ends: (frame) => !(frame.key.length > 0 && frame.status === 0),
         frame: (frame) => {
           out.push(...encodeBinaryResponse(frame));
           if (frame.key.length > 0 && frame.status === 0) return false;

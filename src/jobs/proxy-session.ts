@@ -4,9 +4,13 @@
  * request order (memcached answers a connection in order, and clients rely
  * on it), however the request was split across servers.
  *
- * Reading pauses while too many requests are in flight or a socket's write
- * buffer is full, so a slow client or server bounds memory instead of
- * growing it.
+ * Each client has its own bounds, checked request by request: requests in
+ * flight, and reply bytes (those in its socket's buffer, and those its
+ * requests in flight are expected to bring, judged by its recent replies).
+ * Past a bound the requests already read wait here, unsent, and its socket
+ * is not read until it drains: a client that does not read its replies
+ * stalls only itself, and the shared server connections never carry more of
+ * its replies than its bound.
  */
 import type { Socket } from 'node:net';
 import { closeSoon, type ConnectionHandler } from '../net/listener.js';
@@ -49,6 +53,8 @@ export interface ProxyContext {
   readonly timeoutMs: number;
   readonly secondaryTimeoutMs: number;
   readonly maxInFlight: number;
+  /** Reply bytes a client may have buffered and coming (its socket's backlog plus the expected replies in flight). */
+  readonly maxClientBytes: number;
   /** A request begun but not finished for this long closes its connection (0: never). */
   readonly partialTimeoutMs: number;
   readonly counters: ProxyCounters;
@@ -96,6 +102,9 @@ export function newSlot(): Slot {
   return { pending: 0, parts: [], close: false, build: undefined };
 }
 
+/** Requests a new client may have in flight before its replies show how large they are. */
+const INITIAL_WINDOW = 16;
+
 export abstract class ProxySession<F> implements ConnectionHandler {
   protected readonly ctx: ProxyContext;
   protected readonly socket: Socket;
@@ -108,11 +117,20 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   private readonly closed: Promise<void>;
   private partialTimer: NodeJS.Timeout | undefined;
   private partialOffset = -1;
+  /** Requests read but held back by the bounds, issued in order as room appears. */
+  private readonly held = new Ring<() => void>(16);
+  /**
+   * Expected bytes of one reply: the larger of the last reply and half the
+   * previous estimate, so large replies shrink the window at once and small
+   * ones widen it within a few replies. A new client starts at a window of 16.
+   */
+  private replyEstimate: number;
 
   constructor(ctx: ProxyContext, socket: Socket, id: number) {
     this.ctx = ctx;
     this.socket = socket;
     this.id = id;
+    this.replyEstimate = ctx.maxClientBytes / INITIAL_WINDOW;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => undefined);
     socket.on('close', () => this.teardown());
@@ -133,6 +151,8 @@ export abstract class ProxySession<F> implements ConnectionHandler {
 
   finish(): Promise<void> {
     this.finishing = true;
+    // Requests read but not sent are dropped, as a stopping server drops what it did not start.
+    this.held.drain();
     this.socket.pause();
     this.maybeEnd();
     return this.closed;
@@ -146,9 +166,38 @@ export abstract class ProxySession<F> implements ConnectionHandler {
     if (this.ended || this.finishing) return;
     this.parseChunk(chunk);
     this.watchPartial();
-    if (this.slots.length >= this.ctx.maxInFlight || this.socket.writableNeedDrain || this.ctx.congested()) {
+    if (this.held.length > 0 || !this.hasRoom() || this.socket.writableNeedDrain || this.ctx.congested()) {
       this.pause();
     }
+  }
+
+  /** Requests this client may have in flight now: its bytes bound over its expected reply size. */
+  private window(): number {
+    const byBytes = Math.floor(this.ctx.maxClientBytes / Math.max(1, this.replyEstimate));
+    return Math.max(1, Math.min(this.ctx.maxInFlight, byBytes));
+  }
+
+  private hasRoom(): boolean {
+    return this.slots.length < this.window() && this.socket.writableLength < this.ctx.maxClientBytes;
+  }
+
+  /** Runs a parsed request now, or holds it (in order) until this client is back within its bounds. */
+  protected admit(run: () => void): void {
+    if (this.held.length === 0 && this.hasRoom() && !this.ctx.congested()) run();
+    else this.held.push(run);
+  }
+
+  private release(): void {
+    while (
+      this.held.length > 0 &&
+      !this.ended &&
+      !this.finishing &&
+      this.hasRoom() &&
+      !this.ctx.congested()
+    ) {
+      this.held.shift()!();
+    }
+    if (this.ended || this.finishing) this.held.drain();
   }
 
   /**
@@ -236,7 +285,12 @@ export abstract class ProxySession<F> implements ConnectionHandler {
     for (let slot = this.slots.peek(); slot !== undefined && slot.pending === 0; slot = this.slots.peek()) {
       this.slots.shift();
       if (slot.build) slot.build();
-      for (const part of slot.parts) socket.write(part);
+      let bytes = 0;
+      for (const part of slot.parts) {
+        socket.write(part);
+        bytes += part.length;
+      }
+      this.replyEstimate = Math.max(bytes, this.replyEstimate / 2);
       if (slot.close) {
         this.ended = true;
         socket.uncork();
@@ -257,12 +311,14 @@ export abstract class ProxySession<F> implements ConnectionHandler {
     this.socket.pause();
   }
 
-  /** Reads again once its replies, its socket and the shared upstreams have room. */
+  /** Sends held requests and reads again once its replies, its socket and the shared upstreams have room. */
   maybeResume(): void {
     if (this.reading || this.ended || this.finishing) return;
+    this.release();
     if (
-      this.slots.length > this.ctx.maxInFlight / 2 ||
-      this.socket.writableNeedDrain ||
+      this.held.length > 0 ||
+      this.slots.length > this.window() / 2 ||
+      this.socket.writableLength > this.ctx.maxClientBytes / 2 ||
       this.ctx.congested()
     ) {
       return;
@@ -279,6 +335,7 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   private teardown(): void {
     // Upstreams are shared: legs still in flight for this session finish there and are discarded.
     clearTimeout(this.partialTimer);
+    this.held.drain();
     this.ended = true;
     this.ctx.paused.delete(this);
   }

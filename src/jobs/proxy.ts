@@ -55,6 +55,11 @@ export interface ProxyOptions {
   readonly partialTimeoutMs?: number;
   /** Requests in flight per client connection before reading from it pauses (default 1024). */
   readonly maxInFlight?: number;
+  /**
+   * Reply bytes per client connection, buffered for it or expected for its
+   * requests in flight, before its further requests wait (default 4 MiB).
+   */
+  readonly maxClientBytes?: number;
   /** Keys remembered for invalidation on the secondary (dual and warm modes; default 1,000,000). */
   readonly maxRememberedKeys?: number;
   readonly limits?: Limits;
@@ -166,6 +171,7 @@ export class Proxy {
       timeoutMs,
       secondaryTimeoutMs,
       maxInFlight: Math.max(2, options.maxInFlight ?? 1024),
+      maxClientBytes: Math.max(1024, options.maxClientBytes ?? 4 * 1024 * 1024),
       partialTimeoutMs: options.partialTimeoutMs ?? 30_000,
       counters: this.counters,
       itemSizeMax: (index) => this.itemSizes[index] ?? DEFAULT_ITEM_SIZE_MAX,

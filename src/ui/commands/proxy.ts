@@ -22,6 +22,7 @@ interface ProxyFlags extends PoolFlags, WebFlags {
   timeout: string;
   secondaryTimeout: string;
   maxInFlight: string;
+  maxClientBuffer: string;
   maxQueue: string;
   maxRemembered: string;
   fill: boolean;
@@ -61,6 +62,11 @@ export function registerProxy(program: Command, out: Output): void {
     .option('--timeout <ms>', 'a primary request unanswered this long gets SERVER_ERROR', '2000')
     .option('--secondary-timeout <ms>', 'dual writes, warm lookups and deletes wait this long at most', '250')
     .option('--max-in-flight <n>', 'requests in flight per client connection before reading pauses', '1024')
+    .option(
+      '--max-client-buffer <bytes>',
+      'reply bytes per client connection, buffered or expected, before its further requests wait',
+      String(4 * 1024 * 1024),
+    )
     .option(
       '--max-queue <n>',
       'shadow: writes queued per new server before dropping (key remembered)',
@@ -105,6 +111,7 @@ export function registerProxy(program: Command, out: Output): void {
         timeoutMs: whole('--timeout', flags.timeout, 1),
         secondaryTimeoutMs: whole('--secondary-timeout', flags.secondaryTimeout, 1),
         maxInFlight: whole('--max-in-flight', flags.maxInFlight, 2),
+        maxClientBytes: whole('--max-client-buffer', flags.maxClientBuffer, 1024),
         maxRememberedKeys: whole('--max-remembered', flags.maxRemembered, 0),
         replay: {
           fill: flags.fill,
