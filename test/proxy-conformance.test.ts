@@ -144,7 +144,7 @@ describe('memshift proxy answers as memcached does', { timeout: 120_000 }, () =>
         if (c.differs) {
           assert.ok(DIFFERENT_COMMANDS.has(command), command);
           const rule = PROXY_DIFFERENCES.find((d) => d.command === command)!;
-          assert.match(got.reply.toString('latin1').replace(/MN\r\n$/, ''), rule.proxy, `${mode}: ${c.name}`);
+          assert.match(got.reply.toString('latin1'), rule.proxy, `${mode}: ${c.name}`);
           continue;
         }
         assert.equal(show(got.reply), show(want.reply), `${mode}: ${c.name}`);
@@ -162,7 +162,7 @@ describe('memshift proxy answers as memcached does', { timeout: 120_000 }, () =>
     const [primary, secondary] = await Promise.all([server(), server()]);
     const { p, port } = await startProxy('shadow', primary!, secondary!);
     const setup = await exchange(port, [b('set h 0 0 2\r\nhi\r\n')]);
-    assert.equal(setup.reply.toString('latin1'), 'STORED\r\nMN\r\n');
+    assert.equal(setup.reply.toString('latin1'), 'STORED\r\n');
     const expected = 'VALUE h 0 2\r\nhi\r\nEND\r\n'.repeat(200);
     const good = await opened(port);
     const bad = await opened(port);

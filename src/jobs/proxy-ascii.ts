@@ -28,6 +28,7 @@ import { newSlot, ProxySession, type ProxyContext, type Slot } from './proxy-ses
 const END = Buffer.from('END\r\n', 'latin1');
 const MN = Buffer.from('MN\r\n', 'latin1');
 const OK = Buffer.from('OK\r\n', 'latin1');
+const MN_REQUEST = Buffer.from('mn\r\n', 'latin1');
 
 function serverError(reason: string): Buffer[] {
   return [Buffer.from(`SERVER_ERROR ${reason.replace(/[\r\n]/g, ' ')}\r\n`, 'latin1')];
@@ -291,6 +292,10 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       this.push(slot);
       return;
     }
+    if (req.command === 'ma' && req.quiet && req.flags.some((f) => f.charCodeAt(0) === 0x4e)) {
+      this.quietVivify(req, index);
+      return;
+    }
     if (mode === 'dual' && (req.command === 'ms' || req.command === 'ma')) {
       // Conditions (C, modes, vivify) are the primary's to judge: once it applied the
       // command, the secondary gets the plain effect (a set of the value, or the delta).
@@ -315,6 +320,57 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       // The key goes from the secondary whatever the primary's conditions said.
       this.secondary(req.key, encodeAsciiRequest({ ...loud, flags: [], opaque: undefined }), slot);
     }
+    this.push(slot);
+  }
+
+  /**
+   * A quiet `ma` that may create its counter (N): memcached hides the HD of
+   * an increment but shows the one of a creation, which look alike. The
+   * request goes quiet as it came, an `mn` after it, and whatever comes
+   * before the MN is the answer.
+   */
+  private quietVivify(req: MetaRequest, index: number): void {
+    const slot = newSlot();
+    const out: Buffer[] = [];
+    let failed = false;
+    slot.pending++;
+    this.upstream('primary', index).send(
+      [...encodeAsciiRequest(req), MN_REQUEST],
+      {
+        sentAt: 0,
+        ends: (reply) => reply.kind === 'meta' && reply.code === 'MN',
+        frame: (reply) => {
+          if (reply.kind !== 'meta' || reply.code !== 'MN') {
+            out.push(...encodeAsciiResponse(reply));
+            if (reply.kind !== 'meta' || (reply.code !== 'HD' && reply.code !== 'VA')) failed = true;
+            return false;
+          }
+          slot.parts = out;
+          if (this.ctx.mode === 'dual' && !failed) {
+            // Applied (shown or not): the secondary gets the plain delta, vivifying as the primary did.
+            const keep = /^[MDNJT]/;
+            this.secondary(
+              req.key,
+              encodeAsciiRequest({
+                ...req,
+                quiet: false,
+                flags: req.flags.filter((f) => keep.test(f)),
+                opaque: undefined,
+              }),
+              slot,
+            );
+          }
+          this.done(slot);
+          return true;
+        },
+        fail: (reason) => {
+          this.ctx.counters.primaryErrors++;
+          slot.parts = serverError(reason);
+          this.done(slot);
+        },
+      },
+      Date.now(),
+    );
     this.push(slot);
   }
 

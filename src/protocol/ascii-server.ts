@@ -24,7 +24,7 @@ import { cSafeStrtodOk, cSafeStrtol, cSafeStrtoul, cSafeStrtoull } from './c-num
 import type { FrameParser, ParseCursor } from './decoder.js';
 import { LineTokens } from './lines.js';
 import type { Limits } from './limits.js';
-import { decodeBase64Key, parseMetaRequest } from './meta.js';
+import type { MetaCommand, MetaRequest } from './ascii-frames.js';
 
 /** What memcached does with one line of a client's text stream. */
 export type ServerSideFrame =
@@ -96,8 +96,6 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
   private readonly options: AsciiServerOptions;
   /** Words of the current line as memcached splits them. */
   private readonly t = new LineTokens();
-  /** The shared tokenizer's view, for the meta parser. */
-  private readonly all = new LineTokens();
   /** Bytes still to throw away after a refused store. */
   private swallow = 0;
 
@@ -131,7 +129,7 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
     const ntokens = Math.min(words, MAX_WORDS) + 1;
     const name = buf.toString('latin1', t.start(0), t.end(0));
     if (name.length === 2 && name.charCodeAt(0) === 0x6d)
-      return this.meta(name, buf, start, next, eol, ntokens, cursor);
+      return this.meta(name, buf, start, next, ntokens, cursor);
     const storage = STORAGE[name];
     if (storage !== undefined) return this.storage(storage, buf, start, next, ntokens, cursor);
     const retrieval = RETRIEVAL[name];
@@ -362,7 +360,6 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
     buf: Buffer,
     start: number,
     next: number,
-    eol: number,
     ntokens: number,
     cursor: ParseCursor,
   ): ServerSideFrame | undefined {
@@ -383,9 +380,6 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
     if (code !== 'g' && code !== 'd' && code !== 'a' && code !== 'e') return answer(next, cursor, 'ERROR');
     if (code === 'e') {
       if (ntokens < 3 || t.length(1) > KEY_MAX) return answer(next, cursor, FORMAT);
-      if (ntokens >= 4 && t.is(buf, 2, 'b') && decodeBase64Key(buf, t.start(1), t.end(1)) === undefined) {
-        return answer(next, cursor, FORMAT);
-      }
     } else {
       if (ntokens < 3) return answer(next, cursor, 'ERROR');
       if (t.length(1) > KEY_MAX) return answer(next, cursor, FORMAT);
@@ -408,10 +402,13 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
         }
       }
     }
-    const req = parseMetaRequest(buf, start, next, this.lineTokens(buf, start, eol), this.limits, cursor);
-    if (req === null || req === undefined) return answer(next, cursor, FORMAT);
-    cursor.end = next;
-    return { kind: 'request', request: req };
+    const base64 = code === 'e' ? ntokens >= 4 && t.is(buf, 2, 'b') : hasFlag(buf, t, 2, ntokens, 0x62);
+    const raw = buf.subarray(t.start(1), t.end(1));
+    const key = base64 ? base64Decode(raw) : raw;
+    if (key === undefined) return answer(next, cursor, FORMAT);
+    const flags = t.strings(buf, 2).slice(0, ntokens - 3);
+    const command = code === 'g' ? 'mg' : code === 'd' ? 'md' : code === 'a' ? 'ma' : 'me';
+    return request(next, cursor, metaRequest(command, key, base64, flags, undefined));
   }
 
   /** `ms <key> <datalen> <flag>*` and its data block (proto_text.c, process_mset_command). */
@@ -439,8 +436,6 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
     let key = buf.subarray(t.start(1), t.end(1));
     const flags: string[] = [];
     let base64 = false;
-    let quiet = false;
-    let opaque: string | undefined;
     let clientFlags = 0;
     let mode = '';
     let opaqueTooLong = false;
@@ -451,12 +446,8 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
         case 'b':
           base64 = true;
           break;
-        case 'q':
-          quiet = true;
-          break;
         case 'O':
           if (token.length > OPAQUE_MAX) opaqueTooLong = true;
-          opaque = token.slice(1);
           break;
         case 'F':
           clientFlags = cSafeStrtoul(buf, t.start(i) + 1, t.end(i)) ?? 0;
@@ -469,7 +460,7 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
     // memcached judges the mode before a long opaque token.
     if (mode !== '' && !'EAPRS'.includes(mode)) return refuse('CLIENT_ERROR invalid mode for ms M token');
     if (opaqueTooLong) return refuse('CLIENT_ERROR opaque token too long');
-    if (base64) key = decodeBase64Key(buf, t.start(1), t.end(1)) ?? key;
+    if (base64) key = base64Decode(key) ?? key;
     if (itemTooLarge(this.options.itemSizeMax(key), key.length, clientFlags, vlen + 2)) {
       // Every mode drops the old value here (proto_text.c: "Avoid stale data persisting").
       return refuse('SERVER_ERROR object too large for cache', Buffer.from(key));
@@ -479,10 +470,7 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
     // A bad chunk is an error meta commands always show, quiet or not.
     if (value === false)
       return { kind: 'answer', reply: 'CLIENT_ERROR bad data chunk', close: false, evict: undefined };
-    return {
-      kind: 'request',
-      request: { kind: 'meta', command: 'ms', key, base64, flags, value, quiet, opaque },
-    };
+    return { kind: 'request', request: metaRequest('ms', key, base64, flags, value) };
   }
 
   /** Well-formed admin commands go to the caller's policy; malformed ones get memcached's own answer. */
@@ -656,12 +644,6 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
   private quiet(buf: Buffer, ntokens: number, reply: string): string | undefined {
     return this.t.is(buf, ntokens - 2, 'noreply') ? undefined : reply;
   }
-
-  /** The shared tokenizer over the line (for the meta parser, which reads every word). */
-  private lineTokens(buf: Buffer, start: number, eol: number): LineTokens {
-    this.all.split(buf, start, eol);
-    return this.all;
-  }
 }
 
 /**
@@ -681,7 +663,7 @@ function preparse(buf: Buffer, t: LineTokens, from: number, ntokens: number): st
     seen[o] = 1;
     switch (String.fromCharCode(o)) {
       case 'b':
-        if (decodeBase64Key(buf, t.start(1), t.end(1)) === undefined) {
+        if (base64Decode(buf.subarray(t.start(1), t.end(1))) === undefined) {
           error = 'CLIENT_ERROR error decoding key';
           failed = true;
         }
@@ -746,6 +728,72 @@ function preparse(buf: Buffer, t: LineTokens, from: number, ntokens: number): st
 /** Splits like memcached: on spaces only, with up to 23 words kept apart (the rest stays in `t` for multi-gets). */
 function split(t: LineTokens, buf: Buffer, start: number, eol: number): number {
   return t.split(buf, start, eol);
+}
+
+/** Whether a flag word (from word `from` on) starts with byte `letter`. */
+function hasFlag(buf: Buffer, t: LineTokens, from: number, ntokens: number, letter: number): boolean {
+  for (let i = from; i < ntokens - 1; i++) if (buf[t.start(i)] === letter) return true;
+  return false;
+}
+
+function metaRequest(
+  command: MetaCommand,
+  key: Buffer,
+  base64: boolean,
+  flags: string[],
+  value: Buffer | undefined,
+): MetaRequest {
+  let quiet = false;
+  let opaque: string | undefined;
+  for (const f of flags) {
+    if (f.charCodeAt(0) === 0x71)
+      quiet = true; // q
+    else if (f.charCodeAt(0) === 0x4f && opaque === undefined) opaque = f.slice(1); // O
+  }
+  return { kind: 'meta', command, key, base64, flags, value, quiet, opaque };
+}
+
+/** The base64 alphabet's values; 0x80 for bytes memcached's decoder skips. '=' counts as 0. */
+const BASE64 = (() => {
+  const table = new Uint8Array(256).fill(0x80);
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  for (let i = 0; i < alphabet.length; i++) table[alphabet.charCodeAt(i)] = i;
+  table[0x3d] = 0;
+  return table;
+})();
+
+/**
+ * memcached's base64 decoder (base64.c): bytes outside the alphabet are
+ * skipped, the rest must come in fours, and decoding stops after the first
+ * padded block. undefined where it fails (it returns 0).
+ */
+export function base64Decode(src: Uint8Array): Buffer | undefined {
+  let count = 0;
+  for (const c of src) if (BASE64[c] !== 0x80) count++;
+  if (count === 0 || count % 4 !== 0) return undefined;
+  const out = Buffer.allocUnsafe((count / 4) * 3);
+  const block = [0, 0, 0, 0];
+  let pos = 0;
+  let n = 0;
+  let pad = 0;
+  for (const c of src) {
+    const v = BASE64[c]!;
+    if (v === 0x80) continue;
+    if (c === 0x3d) pad++;
+    block[n++] = v;
+    if (n === 4) {
+      out[pos++] = ((block[0]! << 2) | (block[1]! >> 4)) & 0xff;
+      out[pos++] = ((block[1]! << 4) | (block[2]! >> 2)) & 0xff;
+      out[pos++] = ((block[2]! << 6) | block[3]!) & 0xff;
+      n = 0;
+      if (pad > 0) {
+        if (pad > 2) return undefined;
+        pos -= pad;
+        break;
+      }
+    }
+  }
+  return pos === 0 ? undefined : out.subarray(0, pos);
 }
 
 function startsWith(buf: Buffer, at: number, text: string): boolean {
