@@ -10,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Proxy, type ProxyMode } from '../src/jobs/proxy.js';
+import { BinaryOpcode as Op, encodeBinaryRequest } from '../src/protocol/binary.js';
 import { MemcachedClient } from '../src/net/client.js';
 import { parsePoolSpec } from '../src/topology/pool.js';
 import { exchange, show } from './support/differential.js';
@@ -127,6 +128,38 @@ const CASES: ReadonlyArray<{ name: string; bytes: Buffer; differs?: boolean }> =
   { name: 'well-formed admin command', bytes: b('cache_memlimit 300\r\n'), differs: true },
 ];
 
+const bin = (opcode: number, key: string, value: Buffer = Buffer.alloc(0), withFlags = false): Buffer =>
+  Buffer.concat(
+    encodeBinaryRequest({
+      opcode,
+      opaque: 0x01020304,
+      key: Buffer.from(key, 'latin1'),
+      value,
+      extras: withFlags ? Buffer.from([0, 0, 0, 7, 0, 0, 0, 0]) : Buffer.alloc(0),
+    }),
+  );
+
+/** Binary cases: each is its own connection (the protocol is picked by the first byte). */
+const BINARY_CASES: ReadonlyArray<{ name: string; bytes: Buffer }> = [
+  {
+    name: 'binary: a stored value',
+    bytes: Buffer.concat([bin(Op.Set, 'bk', b('old'), true), bin(Op.Get, 'bk')]),
+  },
+  {
+    name: 'binary: a set over the item size is refused (status 3), swallowed, the old value removed',
+    bytes: Buffer.concat([
+      bin(Op.Set, 'bk', Buffer.alloc(MIB, 0x61), true),
+      bin(Op.Get, 'bk'),
+      bin(Op.Noop, ''),
+    ]),
+  },
+  {
+    name: 'binary: a quiet add over the item size still answers',
+    bytes: Buffer.concat([bin(Op.AddQ, 'bq', Buffer.alloc(MIB, 0x61), true), bin(Op.Noop, '')]),
+  },
+  { name: 'binary: a key over 250 bytes gets status 4 and a hang-up', bytes: bin(Op.Get, LONG_KEY) },
+];
+
 function commandOf(bytes: Buffer): string {
   return bytes.toString('latin1', 0, Math.min(bytes.length, 64)).split(/[ \r\n]/)[0] ?? '';
 }
@@ -147,6 +180,12 @@ describe('memshift proxy answers as memcached does', { timeout: 120_000 }, () =>
           assert.match(got.reply.toString('latin1'), rule.proxy, `${mode}: ${c.name}`);
           continue;
         }
+        assert.equal(show(got.reply), show(want.reply), `${mode}: ${c.name}`);
+        assert.equal(got.closed, want.closed, `${mode}: ${c.name}: connection closed`);
+      }
+      for (const c of BINARY_CASES) {
+        const want = await exchangeRaw(direct.port, c.bytes);
+        const got = await exchangeRaw(port, c.bytes);
         assert.equal(show(got.reply), show(want.reply), `${mode}: ${c.name}`);
         assert.equal(got.closed, want.closed, `${mode}: ${c.name}: connection closed`);
       }
@@ -191,6 +230,19 @@ describe('memshift proxy answers as memcached does', { timeout: 120_000 }, () =>
     assert.equal(p.status().proxy.primaryErrors, 0);
   });
 });
+
+/** Binary bytes and whatever comes back within a moment (no fence: a binary connection has no text mn). */
+async function exchangeRaw(port: number, bytes: Buffer): Promise<{ reply: Buffer; closed: boolean }> {
+  const socket = await opened(port);
+  const chunks: Buffer[] = [];
+  let closed = false;
+  socket.on('data', (d: Buffer) => chunks.push(d));
+  socket.once('close', () => (closed = true));
+  socket.write(bytes);
+  await sleep(300);
+  socket.destroy();
+  return { reply: Buffer.concat(chunks), closed };
+}
 
 async function opened(port: number): Promise<Socket> {
   const socket = connect({ host: '127.0.0.1', port });
