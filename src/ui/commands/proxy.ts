@@ -5,8 +5,9 @@
  * SIGINT/SIGTERM or after --duration.
  */
 import type { Command } from 'commander';
-import { createWriteStream } from 'node:fs';
+import { isIP } from 'node:net';
 import { Proxy, type ProxyMode, type ProxyStatus } from '../../jobs/proxy.js';
+import { EventLog } from '../event-log.js';
 import { formatTable } from '../format.js';
 import { UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
@@ -33,6 +34,7 @@ interface ProxyFlags extends PoolFlags, WebFlags {
   backfillRate?: string;
   json?: boolean;
   log?: string;
+  flush: string;
 }
 
 const MODES: readonly ProxyMode[] = ['shadow', 'warm', 'dual'];
@@ -81,6 +83,11 @@ export function registerProxy(program: Command, out: Output): void {
     .option('--backfill-rate <n>', 'with --backfill: at most n keys per second')
     .option('--json', 'print the summary at exit as JSON')
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
+    .option(
+      '--flush <policy>',
+      'shadow: a client flush_all reaches the new pool with all-targets; skip (the default, as mirror) leaves it',
+      'skip',
+    )
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -93,10 +100,14 @@ export function registerProxy(program: Command, out: Output): void {
         throw new UsageError(`--mode must be shadow, warm or dual, got "${flags.mode}"`);
       const { from, to } = resolvePools(flags);
       const listen = hostPort(flags.listen);
-      const log = flags.log === undefined ? undefined : createWriteStream(flags.log, { flags: 'a' });
-      const logEvent = (event: Record<string, unknown>): void => {
-        log?.write(JSON.stringify({ time: new Date().toISOString(), ...event }) + '\n');
-      };
+      const log = new EventLog(flags.log);
+      const logEvent = (event: Record<string, unknown>): void => log.event(event);
+      if (!isLoopback(listen.host)) {
+        log.warn(
+          `listening on ${listen.host}, beyond this machine: memcached's protocol has no authentication, ` +
+            'so anyone who can reach this port can read and change the cache',
+        );
+      }
       const proxy = new Proxy({
         mode,
         primary: mode === 'warm' ? to : from,
@@ -117,16 +128,14 @@ export function registerProxy(program: Command, out: Output): void {
           fill: flags.fill,
           maxQueuedPerServer: whole('--max-queue', flags.maxQueue, 1),
           maxRememberedKeys: whole('--max-remembered', flags.maxRemembered, 0),
+          flush: flushPolicy(flags.flush),
         },
         backfill: flags.backfill
           ? flags.backfillRate === undefined
             ? {}
             : { rate: whole('--backfill-rate', flags.backfillRate, 1) }
           : undefined,
-        onWarning: (message) => {
-          logEvent({ event: 'warning', message });
-          process.stderr.write(`memshift: ${message}\n`);
-        },
+        onWarning: (message) => log.warn(message),
       });
       const bound = await proxy.start();
       logEvent({
@@ -169,7 +178,7 @@ export function registerProxy(program: Command, out: Output): void {
         number('--drain', flags.drain) * 1000,
       );
       logEvent({ event: 'summary', ...summary });
-      log?.end();
+      await log.close();
       out.write(flags.json ? JSON.stringify(summary, null, 2) + '\n' : renderSummary(summary));
       if (summary.proxy.primaryErrors > 0) out.exitCode = 1;
     });
@@ -246,6 +255,17 @@ function renderSummary(s: ProxyStatus): string {
   if (s.mode === 'warm')
     rows.push(['warm lookups', String(s.proxy.warmLookups)], ['warm hits', String(s.proxy.warmHits)]);
   return formatTable(['', 'value'], rows) + '\n';
+}
+
+function flushPolicy(text: string): 'skip' | 'all-targets' {
+  if (text === 'skip' || text === 'all-targets') return text;
+  throw new UsageError(`--flush must be skip or all-targets, got "${text}"`);
+}
+
+/** Whether clients can reach `host` only from this machine. */
+function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
 }
 
 function hostPort(text: string): { host: string; port: number } {
