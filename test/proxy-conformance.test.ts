@@ -126,6 +126,7 @@ const CASES: ReadonlyArray<{ name: string; bytes: Buffer; differs?: boolean }> =
   { name: 'an embedded NUL ends the line', bytes: b('get kept\0 ignored\r\n') },
   { name: 'an HTTP request line closes the connection', bytes: b('GET / HTTP/1.0\r\n') },
   { name: 'well-formed admin command', bytes: b('cache_memlimit 300\r\n'), differs: true },
+  { name: 'stats: the proxy’s own figures', bytes: b('stats\r\n'), differs: true },
 ];
 
 const bin = (opcode: number, key: string, value: Buffer = Buffer.alloc(0), withFlags = false): Buffer =>

@@ -229,9 +229,20 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         this.admin('verbosity', req.noreply);
         return;
       case 'version':
-      case 'stats':
         this.push(this.collect(0, encodeAsciiRequest(req), false));
         return;
+      case 'stats': {
+        // The proxy's own figures: a server's would describe one server of the pool, chosen arbitrarily.
+        const slot = newSlot();
+        if (req.args.length === 0 || (req.args.length === 1 && req.args[0] === 'proxy')) {
+          const lines = this.ctx.figures().map(([name, value]) => `STAT ${name} ${value}\r\n`);
+          slot.parts = [Buffer.from(lines.join('') + 'END\r\n', 'latin1')];
+        } else {
+          slot.parts = line(`CLIENT_ERROR stats ${req.args[0]} is not available through memshift proxy`);
+        }
+        this.push(slot);
+        return;
+      }
       case 'quit': {
         const slot = newSlot();
         slot.close = true;

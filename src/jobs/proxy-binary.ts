@@ -181,9 +181,15 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
         return;
       }
       case Op.Version:
-      case Op.Verbosity:
         this.push(this.forward(0, req, encodeBinaryRequest(req), -1));
         return;
+      case Op.Verbosity: {
+        // Answered here, never passed to a server: as the text protocol's verbosity.
+        const slot = newSlot();
+        if (!quiet) slot.parts = encodeBinaryResponse({ opcode: req.opcode, opaque: req.opaque });
+        this.push(slot);
+        return;
+      }
       case Op.Stat:
         this.push(this.stats(req));
         return;
@@ -287,31 +293,26 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
     });
   }
 
-  /** `stat` replies with one packet per statistic and an empty-key packet last. */
+  /** `stat`: the proxy's own figures, one packet each and an empty-key packet last; any group is refused. */
   private stats(req: BinaryRequest): Slot {
     const slot = newSlot();
+    if (req.key.length > 0) {
+      slot.parts = errorPacket(req, BinaryStatus.NotSupported, 'Not supported through memshift proxy');
+      return slot;
+    }
     const out: Buffer[] = [];
-    slot.pending++;
-    this.upstream('primary', 0).send(
-      encodeBinaryRequest(req),
-      {
-        sentAt: 0,
-        ends: (frame) => !(frame.key.length > 0 && frame.status === 0),
-        frame: (frame) => {
-          out.push(...encodeBinaryResponse(frame));
-          if (frame.key.length > 0 && frame.status === 0) return false;
-          slot.parts = out;
-          this.done(slot);
-          return true;
-        },
-        fail: (reason) => {
-          this.ctx.counters.primaryErrors++;
-          slot.parts = errorPacket(req, BinaryStatus.InternalError, reason);
-          this.done(slot);
-        },
-      },
-      Date.now(),
-    );
+    for (const [name, value] of this.ctx.figures()) {
+      out.push(
+        ...encodeBinaryResponse({
+          opcode: req.opcode,
+          opaque: req.opaque,
+          key: Buffer.from(name, 'latin1'),
+          value: Buffer.from(value, 'latin1'),
+        }),
+      );
+    }
+    out.push(...encodeBinaryResponse({ opcode: req.opcode, opaque: req.opaque }));
+    slot.parts = out;
     return slot;
   }
 

@@ -58,6 +58,8 @@ export interface ProxyContext {
   /** A request begun but not finished for this long closes its connection (0: never). */
   readonly partialTimeoutMs: number;
   readonly counters: ProxyCounters;
+  /** The proxy's own figures, answered to a client's `stats` (name, value). */
+  figures(): Array<[string, string]>;
   /** `item_size_max` of a primary server: a larger store is refused as memcached refuses it. */
   itemSizeMax(serverIndex: number): number;
   /** The tap for a primary upstream of a session (shadow mode), or undefined. */

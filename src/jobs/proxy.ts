@@ -175,6 +175,7 @@ export class Proxy {
       partialTimeoutMs: options.partialTimeoutMs ?? 30_000,
       counters: this.counters,
       itemSizeMax: (index) => this.itemSizes[index] ?? DEFAULT_ITEM_SIZE_MAX,
+      figures: () => this.figures(),
       tap: (index, sessionId) => this.tap(index, sessionId),
       secondaryUsable: (index) => this.keeper.usable(index),
       secondaryMissed: (index, key, reason) => this.keeper.missed(index, key, reason),
@@ -269,6 +270,39 @@ export class Proxy {
       replay: this.options.mode === 'shadow' ? sumReplay(this.replayers.map((r) => r.counters)) : undefined,
       backfill: this.backfills.map((b) => ({ ...b })),
     };
+  }
+
+  /**
+   * What a client's `stats` gets: the proxy's own figures, in memcached's
+   * names where one fits, never a server's (which one would it be?).
+   */
+  private figures(): Array<[string, string]> {
+    const now = Date.now();
+    const c = this.counters;
+    const l = this.listener.counters;
+    const list: Array<[string, string | number]> = [
+      ['pid', process.pid],
+      ['uptime', this.started === 0 ? 0 : Math.floor((now - this.started) / 1000)],
+      ['time', Math.floor(now / 1000)],
+      ['version', 'memshift-proxy'],
+      ['proxy_mode', this.options.mode],
+      ['curr_connections', l.open],
+      ['total_connections', l.accepted],
+      ['rejected_connections', l.rejected],
+      ['proxy_requests', c.requests],
+      ['proxy_primary_errors', c.primaryErrors],
+      ['proxy_protocol_errors', c.protocolErrors],
+      ['proxy_partial_timeouts', c.partialTimeouts],
+      ['proxy_paused', c.paused],
+      ['proxy_secondary_sent', c.secondarySent],
+      ['proxy_secondary_failed', c.secondaryFailed],
+      ['proxy_secondary_skipped', c.secondarySkipped],
+      ['proxy_warm_lookups', c.warmLookups],
+      ['proxy_warm_hits', c.warmHits],
+      ['primary_servers', this.options.primary.servers.length],
+      ['secondary_servers', this.options.secondary.servers.length],
+    ];
+    return list.map(([name, value]) => [name, String(value)]);
   }
 
   /** Shadow mode: waits until the replayers' queues are empty (true) or `timeoutMs` passed. */

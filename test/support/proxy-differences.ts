@@ -21,8 +21,13 @@ export const PROXY_DIFFERENCES: readonly Difference[] = [
   })),
   {
     command: 'stats',
-    proxy: /^(STAT [^\r\n]*\r\n)*END\r\n$/,
-    why: 'figures belong to a server (pid, uptime, counters); the proxy forwards to its first primary',
+    proxy: /^STAT pid \d+\r\n(STAT [^\r\n]*\r\n)*STAT proxy_mode \w+\r\n(STAT [^\r\n]*\r\n)*END\r\n$/,
+    why: 'a server’s figures describe one server of the pool: the proxy answers `stats` with its own, any group (`stats items`, ...) refused',
+  },
+  {
+    command: 'verbosity',
+    proxy: /^OK\r\n$/,
+    why: 'answered by the proxy (the same reply), never passed to a server; binary Verbosity likewise',
   },
 ];
 
