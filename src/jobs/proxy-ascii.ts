@@ -140,17 +140,19 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
 
   /** Removes `key` from its primary server (and the secondary where this mode writes both), unseen by the client. */
   private evict(key: Buffer): void {
-    const md: MetaRequest = {
-      kind: 'meta',
-      command: 'md',
-      key,
-      base64: keyNeedsBase64(key),
-      flags: [],
-      value: undefined,
-      quiet: false,
-      opaque: undefined,
-    };
-    const parts = encodeAsciiRequest(md);
+    // A plain delete where the key can travel as a word (servers before 1.6 have no md).
+    const parts = keyNeedsBase64(key)
+      ? encodeAsciiRequest({
+          kind: 'meta',
+          command: 'md',
+          key,
+          base64: true,
+          flags: [],
+          value: undefined,
+          quiet: false,
+          opaque: undefined,
+        })
+      : encodeAsciiRequest({ kind: 'delete', key, noreply: false });
     if (this.ctx.mode === 'warm') this.ctx.deleted(key);
     const slot = this.single(this.serverOf(key), parts, true, undefined);
     if (this.ctx.mode !== 'shadow') this.secondary(key, parts, slot);

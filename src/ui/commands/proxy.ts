@@ -24,6 +24,7 @@ interface ProxyFlags extends PoolFlags, WebFlags {
   secondaryTimeout: string;
   maxInFlight: string;
   maxClientBuffer: string;
+  itemSizeMax?: string;
   maxQueue: string;
   maxRemembered: string;
   fill: boolean;
@@ -82,6 +83,10 @@ export function registerProxy(program: Command, out: Output): void {
     .option('--backfill', 'shadow: also copy what the old pool already holds, guarded by the shadow')
     .option('--backfill-rate <n>', 'with --backfill: at most n keys per second')
     .option('--json', 'print the summary at exit as JSON')
+    .option(
+      '--item-size-max <bytes>',
+      "the largest item a primary server stores (default: each server's own item_size_max)",
+    )
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
     .option(
       '--flush <policy>',
@@ -123,6 +128,9 @@ export function registerProxy(program: Command, out: Output): void {
         secondaryTimeoutMs: whole('--secondary-timeout', flags.secondaryTimeout, 1),
         maxInFlight: whole('--max-in-flight', flags.maxInFlight, 2),
         maxClientBytes: whole('--max-client-buffer', flags.maxClientBuffer, 1024),
+        ...(flags.itemSizeMax === undefined
+          ? {}
+          : { itemSizeMax: whole('--item-size-max', flags.itemSizeMax, 1024) }),
         maxRememberedKeys: whole('--max-remembered', flags.maxRemembered, 0),
         replay: {
           fill: flags.fill,
