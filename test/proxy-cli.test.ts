@@ -4,6 +4,7 @@
  * the new pool, and a key mutated through the proxy meanwhile keeps its new value.
  */
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
@@ -109,5 +110,140 @@ describe('memshift proxy command and backfill', { timeout: 120_000 }, () => {
     assert.equal((await after.get('pre:199'))?.value.toString(), 'old-199');
     assert.equal((await after.get('pre:7'))?.value.toString(), 'changed');
     assert.equal(await after.get('pre:8'), undefined);
+  });
+
+  /** Runs `memshift proxy` in process for `seconds` with `extra` flags; sets and reads a key through it. */
+  async function runFor(
+    extra: string[],
+    seconds = 2,
+  ): Promise<{ summary: { proxy: { primaryErrors: number } }; stderr: string }> {
+    const old = await server();
+    const fresh = await server();
+    const port = await freePort();
+    let text = '';
+    const out = { write: (t: string) => (text += t), exitCode: 0 };
+    const program = new Command('memshift').exitOverride();
+    registerProxy(program, out);
+    let stderr = '';
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array): boolean => {
+      stderr += chunk.toString();
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      const running = program.parseAsync(
+        [
+          'proxy',
+          '--from',
+          old.address,
+          '--to',
+          fresh.address,
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--duration',
+          String(seconds),
+          '--json',
+          ...extra,
+        ],
+        { from: 'user' },
+      );
+      const c = client(`127.0.0.1:${port}`);
+      let stored = '';
+      for (let i = 0; i < 20 && stored !== 'STORED'; i++) {
+        stored = await c.set('k', 'v').catch(() => '');
+        if (stored !== 'STORED') await sleep(50);
+      }
+      assert.equal(stored, 'STORED');
+      // One warning per flush_all would let a client fill a disk: they are rate-limited.
+      for (let i = 0; i < 50; i++) await c.flushAll();
+      assert.equal(await c.get('k'), undefined);
+      await running;
+    } finally {
+      process.stderr.write = write;
+    }
+    return { summary: JSON.parse(text) as { proxy: { primaryErrors: number } }, stderr };
+  }
+
+  for (const target of ['/dev/full', tmpdir()]) {
+    it(`a --log that cannot be written (${target}) is one warning; the proxy keeps serving`, async () => {
+      const { summary, stderr } = await runFor(['--log', target]);
+      assert.equal(summary.proxy.primaryErrors, 0);
+      assert.equal(stderr.match(/logging stopped, still running/g)?.length, 1, stderr);
+    });
+  }
+
+  it('warnings are rate-limited: 50 flush_all make a handful of lines, then one count', async () => {
+    const { stderr } = await runFor([]);
+    const lines = stderr.split('\n').filter((l) => l.includes('flush_all'));
+    assert.ok(lines.length >= 1 && lines.length <= 6, stderr);
+    assert.match(stderr, /\d+ more like: flush_all/);
+  });
+
+  it('--flush all-targets: a client flush_all reaches the new pool in shadow mode', async () => {
+    const old = await server();
+    const fresh = await server();
+    const port = await freePort();
+    const program = new Command('memshift').exitOverride();
+    registerProxy(program, { write: () => undefined, exitCode: 0 });
+    const running = program.parseAsync(
+      [
+        'proxy',
+        '--from',
+        old.address,
+        '--to',
+        fresh.address,
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--duration',
+        '2',
+        '--flush',
+        'all-targets',
+      ],
+      { from: 'user' },
+    );
+    const through = client(`127.0.0.1:${port}`);
+    let stored = '';
+    for (let i = 0; i < 20 && stored !== 'STORED'; i++) {
+      stored = await through.set('f', 'v').catch(() => '');
+      if (stored !== 'STORED') await sleep(50);
+    }
+    const after = client(fresh.address);
+    for (let i = 0; i < 40 && (await after.get('f')) === undefined; i++) await sleep(25);
+    assert.equal((await after.get('f'))?.value.toString(), 'v');
+    await through.flushAll();
+    for (let i = 0; i < 40 && (await after.get('f')) !== undefined; i++) await sleep(25);
+    assert.equal(await after.get('f'), undefined);
+    await running;
+  });
+
+  it('--listen beyond loopback warns that the protocol has no authentication', async () => {
+    const program = new Command('memshift').exitOverride();
+    const old = await server();
+    let captured = '';
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array): boolean => {
+      captured += chunk.toString();
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      registerProxy(program, { write: () => undefined, exitCode: 0 });
+      await program.parseAsync(
+        [
+          'proxy',
+          '--from',
+          old.address,
+          '--to',
+          old.address,
+          '--listen',
+          `0.0.0.0:${await freePort()}`,
+          '--duration',
+          '0.2',
+        ],
+        { from: 'user' },
+      );
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.match(captured, /no authentication/);
   });
 });

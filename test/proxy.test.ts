@@ -385,7 +385,7 @@ describe('memshift proxy', { timeout: 300_000 }, () => {
     assert.equal(p.status().proxy.primaryErrors, 0);
   });
 
-  it("garbage from a client gets memcached's error reply and closes only that connection", async () => {
+  it("garbage from a client gets memcached's own replies; unframeable binary closes only that connection", async () => {
     const old = await servers(1);
     const fresh = await servers(1);
     const { p, port } = await proxy('shadow', old, fresh);
@@ -393,10 +393,10 @@ describe('memshift proxy', { timeout: 300_000 }, () => {
     await converse(good, 'set g 0 0 1\r\n1\r\n', /STORED\r\n$/);
     const bad = await opened(port);
     assert.equal(await converse(bad, '\x01\x02\xffjunk here\r\n', /\r\n$/), 'ERROR\r\n');
-    const reply = await converse(bad, 'set k 0 0 3\r\nabcdefgh\r\n', /\r\n$/);
-    assert.match(reply, /^CLIENT_ERROR /);
-    await converse(bad, '', /$^/); // waits for the close
-    assert.equal(bad.destroyed || bad.readableEnded, true);
+    // As memcached: the 3 bytes and the 2 after them are a bad chunk, the rest a line it does not know.
+    const reply = await converse(bad, 'set k 0 0 3\r\nabcdefgh\r\n', /ERROR\r\n$/);
+    assert.equal(reply, 'CLIENT_ERROR bad data chunk\r\nERROR\r\n');
+    assert.equal(await converse(bad, 'get g\r\n', /END\r\n$/), 'VALUE g 0 1\r\n1\r\nEND\r\n');
     const binaryBad = await opened(port);
     const header = Buffer.alloc(24);
     header[0] = 0x80;
@@ -404,7 +404,7 @@ describe('memshift proxy', { timeout: 300_000 }, () => {
     await converse(binaryBad, header, /$^/);
     assert.equal(binaryBad.readableEnded || binaryBad.destroyed, true);
     assert.equal(await converse(good, 'get g\r\n', /END\r\n$/), 'VALUE g 0 1\r\n1\r\nEND\r\n');
-    assert.equal(p.status().proxy.protocolErrors, 2);
+    assert.equal(p.status().proxy.protocolErrors, 1);
   });
 
   it('a dead primary gives SERVER_ERROR (text) and an error status (binary), not a hang', async () => {

@@ -90,7 +90,7 @@ export function openPrivateLog(file: string): WriteStream {
         : err instanceof Error
           ? err.message
           : String(err);
-    throw new MemshiftError('MEMSHIFT_ERR_FILE', `cannot open log ${file}: ${reason}`);
+    throw new MemshiftError('MEMSHIFT_ERR_FILE', `cannot open log ${file}: ${reason}`, { cause: err });
   }
   return createWriteStream(file, { fd });
 }

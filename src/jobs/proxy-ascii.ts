@@ -17,7 +17,8 @@ import type {
   RetrievalRequest,
   ValueResponse,
 } from '../protocol/ascii-frames.js';
-import { AsciiRequestParser, encodeAsciiRequest, encodeAsciiResponse } from '../protocol/ascii.js';
+import { encodeAsciiRequest, encodeAsciiResponse, keyNeedsBase64 } from '../protocol/ascii.js';
+import { AsciiServerReader, type ServerSideFrame } from '../protocol/ascii-server.js';
 import { FrameDecoder } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
@@ -26,49 +27,136 @@ import { newSlot, ProxySession, type ProxyContext, type Slot } from './proxy-ses
 
 const END = Buffer.from('END\r\n', 'latin1');
 const MN = Buffer.from('MN\r\n', 'latin1');
+const OK = Buffer.from('OK\r\n', 'latin1');
 const MN_REQUEST = Buffer.from('mn\r\n', 'latin1');
-
-/** Commands that answer with a stream of lines memshift cannot delimit, or that act on the server itself. */
-const REFUSED = new Set(['lru_crawler', 'watch', 'shutdown', 'debugtime', 'misbehave']);
 
 function serverError(reason: string): Buffer[] {
   return [Buffer.from(`SERVER_ERROR ${reason.replace(/[\r\n]/g, ' ')}\r\n`, 'latin1')];
 }
 
-/** Replies a quiet meta request does not send (protocol.txt, "Meta Get", "Meta Set", "Meta Delete"). */
+/**
+ * Replies a quiet meta request does not send: only the nominal one (protocol.txt,
+ * "Meta Get": q; memcached 1.6.18 skips EN for mg, HD for ms and md, and the
+ * HD or VA of a successful ma; NF, EX and NS are always sent).
+ */
 function quietDrops(command: MetaRequest['command'], reply: AsciiResponse): boolean {
   if (reply.kind !== 'meta') return false;
   switch (command) {
     case 'mg':
       return reply.code === 'EN';
     case 'md':
-      return reply.code === 'HD' || reply.code === 'NF';
     case 'ms':
-    case 'ma':
       return reply.code === 'HD';
+    case 'ma':
+      return reply.code === 'HD' || reply.code === 'VA';
     default:
       return false;
   }
 }
 
+function line(text: string): Buffer[] {
+  return [Buffer.from(text + '\r\n', 'latin1')];
+}
+
 export class AsciiProxySession extends ProxySession<AsciiResponse> {
-  private readonly decoder: FrameDecoder<AsciiRequest>;
+  private readonly decoder: FrameDecoder<ServerSideFrame>;
+  private readonly reader: AsciiServerReader;
+  /** Where the data block being swallowed began, for the partial-request clock. */
+  private swallowFrom = 0;
 
   constructor(ctx: ProxyContext, socket: Socket, id: number, limits: Limits) {
     super(ctx, socket, id);
-    this.decoder = new FrameDecoder(new AsciiRequestParser(limits));
+    // Lines are read as memcached reads them, so that only requests it would carry out reach a
+    // shared server connection and everything else gets its answer here.
+    const reader = new AsciiServerReader({
+      limits,
+      itemSizeMax: (key) => ctx.itemSizeMax(this.serverOf(key)),
+    });
+    this.reader = reader;
+    this.decoder = new FrameDecoder(reader);
   }
 
   protected readonly protocol = 'ascii';
 
+  protected partial(): { bytes: number; offset: number } {
+    // A refused value being swallowed holds no memory but is an unfinished request all the same.
+    const swallowing = this.reader.swallowing;
+    if (swallowing > 0) return { bytes: swallowing, offset: this.swallowFrom };
+    return { bytes: this.decoder.buffered, offset: this.decoder.offset };
+  }
+
   protected parseChunk(chunk: Buffer): void {
     try {
-      this.decoder.push(chunk, (req) => this.request(req));
+      this.decoder.push(chunk, (frame) => this.admit(() => this.frame(frame)));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
-      // The stream is out of step: answer as memcached does.
-      this.refuseGarbage([Buffer.from(`CLIENT_ERROR ${err.reason}\r\n`, 'latin1')]);
+      // Only a multi-get line longer than the proxy's line limit gets here.
+      this.refuseGarbage(line(`CLIENT_ERROR ${err.reason}`));
     }
+  }
+
+  private frame(frame: ServerSideFrame): void {
+    switch (frame.kind) {
+      case 'request':
+        this.request(frame.request);
+        return;
+      case 'skipped':
+        return;
+      case 'admin':
+        this.admin(frame.name, frame.noreply);
+        return;
+      case 'answer': {
+        if (this.reader.swallowing > 0) this.swallowFrom = this.decoder.offset;
+        // memcached drops the old value of a store it refused as too large; so does every pool here.
+        if (frame.evict !== undefined) this.evict(frame.evict);
+        const slot = newSlot();
+        if (frame.reply !== undefined) slot.parts = line(frame.reply);
+        if (frame.close) {
+          this.ctx.counters.protocolErrors++;
+          slot.close = true;
+          this.push(slot);
+          this.stopReading();
+          return;
+        }
+        this.push(slot);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Admin commands change a server's settings, not its data: verbosity is
+   * answered here (the proxy has no log level to change through it), the rest
+   * are refused, so that no client reconfigures a production server through
+   * the proxy.
+   */
+  private admin(name: string, noreply: boolean): void {
+    const slot = newSlot();
+    if (!noreply)
+      slot.parts =
+        name === 'verbosity' ? [OK] : line(`CLIENT_ERROR ${name} is not available through memshift proxy`);
+    this.push(slot);
+  }
+
+  /** Removes `key` from its primary server (and the secondary where this mode writes both), unseen by the client. */
+  private evict(key: Buffer): void {
+    // A plain delete where the key can travel as a word (servers before 1.6 have no md).
+    const parts = keyNeedsBase64(key)
+      ? encodeAsciiRequest({
+          kind: 'meta',
+          command: 'md',
+          key,
+          base64: true,
+          flags: [],
+          value: undefined,
+          quiet: false,
+          opaque: undefined,
+        })
+      : encodeAsciiRequest({ kind: 'delete', key, noreply: false });
+    if (this.ctx.mode === 'warm') this.ctx.deleted(key);
+    const slot = this.single(this.serverOf(key), parts, true, undefined);
+    if (this.ctx.mode !== 'shadow') this.secondary(key, parts, slot);
+    this.push(slot);
   }
 
   private request(req: AsciiRequest): void {
@@ -140,12 +228,23 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         return;
       }
       case 'verbosity':
-        this.push(this.collect(0, encodeAsciiRequest({ ...req, noreply: false }), req.noreply));
+        this.admin('verbosity', req.noreply);
         return;
       case 'version':
-      case 'stats':
         this.push(this.collect(0, encodeAsciiRequest(req), false));
         return;
+      case 'stats': {
+        // The proxy's own figures: a server's would describe one server of the pool, chosen arbitrarily.
+        const slot = newSlot();
+        if (req.args.length === 0 || (req.args.length === 1 && req.args[0] === 'proxy')) {
+          const lines = this.ctx.figures().map(([name, value]) => `STAT ${name} ${value}\r\n`);
+          slot.parts = [Buffer.from(lines.join('') + 'END\r\n', 'latin1')];
+        } else {
+          slot.parts = line(`CLIENT_ERROR stats ${req.args[0]} is not available through memshift proxy`);
+        }
+        this.push(slot);
+        return;
+      }
       case 'quit': {
         const slot = newSlot();
         slot.close = true;
@@ -154,15 +253,10 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         return;
       }
       case 'other': {
-        if (REFUSED.has(req.name)) {
-          const slot = newSlot();
-          slot.parts = serverError(`${req.name} is not available through memshift proxy`);
-          this.push(slot);
-          return;
-        }
-        // Whether an unlisted command answers (and with how many lines) is not known here:
-        // an `mn` after it marks where its reply ends ("Meta No-Op").
-        this.push(this.collect(0, [...encodeAsciiRequest(req), MN_REQUEST], false, true));
+        // The reader answers every line memcached would not carry out; nothing unknown is forwarded.
+        const slot = newSlot();
+        slot.parts = line('ERROR');
+        this.push(slot);
         return;
       }
       case 'meta':
@@ -211,6 +305,10 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       this.push(slot);
       return;
     }
+    if (req.command === 'ma' && req.quiet && req.flags.some((f) => f.charCodeAt(0) === 0x4e)) {
+      this.quietVivify(req, index);
+      return;
+    }
     if (mode === 'dual' && (req.command === 'ms' || req.command === 'ma')) {
       // Conditions (C, modes, vivify) are the primary's to judge: once it applied the
       // command, the secondary gets the plain effect (a set of the value, or the delta).
@@ -238,6 +336,57 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
     this.push(slot);
   }
 
+  /**
+   * A quiet `ma` that may create its counter (N): memcached hides the HD of
+   * an increment but shows the one of a creation, which look alike. The
+   * request goes quiet as it came, an `mn` after it, and whatever comes
+   * before the MN is the answer.
+   */
+  private quietVivify(req: MetaRequest, index: number): void {
+    const slot = newSlot();
+    const out: Buffer[] = [];
+    let failed = false;
+    slot.pending++;
+    this.upstream('primary', index).send(
+      [...encodeAsciiRequest(req), MN_REQUEST],
+      {
+        sentAt: 0,
+        ends: (reply) => reply.kind === 'meta' && reply.code === 'MN',
+        frame: (reply) => {
+          if (reply.kind !== 'meta' || reply.code !== 'MN') {
+            out.push(...encodeAsciiResponse(reply));
+            if (reply.kind !== 'meta' || (reply.code !== 'HD' && reply.code !== 'VA')) failed = true;
+            return false;
+          }
+          slot.parts = out;
+          if (this.ctx.mode === 'dual' && !failed) {
+            // Applied (shown or not): the secondary gets the plain delta, vivifying as the primary did.
+            const keep = /^[MDNJT]/;
+            this.secondary(
+              req.key,
+              encodeAsciiRequest({
+                ...req,
+                quiet: false,
+                flags: req.flags.filter((f) => keep.test(f)),
+                opaque: undefined,
+              }),
+              slot,
+            );
+          }
+          this.done(slot);
+          return true;
+        },
+        fail: (reason) => {
+          this.ctx.counters.primaryErrors++;
+          slot.parts = serverError(reason);
+          this.done(slot);
+        },
+      },
+      Date.now(),
+    );
+    this.push(slot);
+  }
+
   private retrieval(req: RetrievalRequest): void {
     const slot = newSlot();
     const keys = req.keys;
@@ -260,6 +409,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         encodeAsciiRequest(sub),
         {
           sentAt: 0,
+          ends: (reply) => reply.kind !== 'value',
           frame: (reply) => {
             if (reply.kind === 'value') {
               // Hits come back in the order asked, misses left out: walk the group to place each one.
@@ -339,8 +489,8 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
     return slot;
   }
 
-  /** A request whose reply runs to END (stats), or is one line (version, verbosity, an error). */
-  private collect(index: number, parts: Buffer[], noreply: boolean, untilMn = false): Slot {
+  /** A request whose reply runs to END (stats), or is one line (version, an error). */
+  private collect(index: number, parts: Buffer[], noreply: boolean): Slot {
     const slot = newSlot();
     const out: Buffer[] = [];
     slot.pending++;
@@ -348,16 +498,10 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       parts,
       {
         sentAt: 0,
+        ends: (reply) => reply.kind !== 'stat' && reply.kind !== 'line',
         frame: (reply) => {
-          if (untilMn) {
-            if (reply.kind !== 'meta' || reply.code !== 'MN') {
-              out.push(...encodeAsciiResponse(reply));
-              return false;
-            }
-          } else {
-            if (!noreply) out.push(...encodeAsciiResponse(reply));
-            if (reply.kind === 'stat' || reply.kind === 'line') return false;
-          }
+          if (!noreply) out.push(...encodeAsciiResponse(reply));
+          if (reply.kind === 'stat' || reply.kind === 'line') return false;
           slot.parts = out;
           this.done(slot);
           return true;

@@ -9,7 +9,6 @@ import type { Socket } from 'node:net';
 import { B } from '../protocol/bytes.js';
 import {
   BinaryOpcode as Op,
-  BinaryRequestParser,
   BinaryStatus,
   encodeBinaryResponse,
   encodeBinaryRequest,
@@ -17,6 +16,7 @@ import {
   type BinaryRequest,
   type BinaryResponse,
 } from '../protocol/binary.js';
+import { BinaryServerReader, type BinaryServerFrame } from '../protocol/binary-server.js';
 import { FrameDecoder } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
@@ -34,23 +34,73 @@ function errorPacket(req: BinaryRequest, status: number, message: string): Buffe
 }
 
 export class BinaryProxySession extends ProxySession<BinaryResponse> {
-  private readonly decoder: FrameDecoder<BinaryRequest>;
+  private readonly decoder: FrameDecoder<BinaryServerFrame>;
+  private readonly reader: BinaryServerReader;
+  private swallowFrom = 0;
 
   constructor(ctx: ProxyContext, socket: Socket, id: number, limits: Limits) {
     super(ctx, socket, id);
-    this.decoder = new FrameDecoder(new BinaryRequestParser(limits));
+    // memcached's own answers (a key over 250 bytes, a value too large) are given here; the
+    // rest is forwarded.
+    this.reader = new BinaryServerReader({
+      limits,
+      itemSizeMax: (key) => ctx.itemSizeMax(this.serverOf(key)),
+    });
+    this.decoder = new FrameDecoder(this.reader);
   }
 
   protected readonly protocol = 'binary';
 
+  protected partial(): { bytes: number; offset: number } {
+    const swallowing = this.reader.swallowing;
+    if (swallowing > 0) return { bytes: swallowing, offset: this.swallowFrom };
+    return { bytes: this.decoder.buffered, offset: this.decoder.offset };
+  }
+
   protected parseChunk(chunk: Buffer): void {
     try {
-      this.decoder.push(chunk, (req) => this.request(req));
+      this.decoder.push(chunk, (frame) => this.admit(() => this.frame(frame)));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       // memcached closes a binary connection whose bytes are not a request header, without a reply.
       this.refuseGarbage(undefined);
     }
+  }
+
+  private frame(frame: BinaryServerFrame): void {
+    switch (frame.kind) {
+      case 'request':
+        this.request(frame.request);
+        return;
+      case 'skipped':
+        return;
+      case 'answer': {
+        if (this.reader.swallowing > 0) this.swallowFrom = this.decoder.offset;
+        if (frame.evict !== undefined) this.evict(frame.evict);
+        const slot = newSlot();
+        slot.parts = frame.reply;
+        if (frame.close) {
+          this.ctx.counters.protocolErrors++;
+          slot.close = true;
+          this.push(slot);
+          this.stopReading();
+          return;
+        }
+        this.push(slot);
+      }
+    }
+  }
+
+  /** Removes `key` where a set of it would have landed, unseen by the client (memcached drops a set it refused). */
+  private evict(key: Buffer): void {
+    const parts = encodeBinaryRequest({ opcode: Op.Delete, key });
+    if (this.ctx.mode === 'warm') this.ctx.deleted(key);
+    const slot = newSlot();
+    this.send(this.serverOf(key), parts, slot, () => undefined);
+    if (this.ctx.mode !== 'shadow') this.secondary(key, parts, slot);
+    // The delete's own reply is not the client's: the slot shows nothing.
+    slot.build = () => (slot.parts = []);
+    this.push(slot);
   }
 
   private request(req: BinaryRequest): void {
@@ -131,9 +181,15 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
         return;
       }
       case Op.Version:
-      case Op.Verbosity:
         this.push(this.forward(0, req, encodeBinaryRequest(req), -1));
         return;
+      case Op.Verbosity: {
+        // Answered here, never passed to a server: as the text protocol's verbosity.
+        const slot = newSlot();
+        if (!quiet) slot.parts = encodeBinaryResponse({ opcode: req.opcode, opaque: req.opaque });
+        this.push(slot);
+        return;
+      }
       case Op.Stat:
         this.push(this.stats(req));
         return;
@@ -237,30 +293,26 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
     });
   }
 
-  /** `stat` replies with one packet per statistic and an empty-key packet last. */
+  /** `stat`: the proxy's own figures, one packet each and an empty-key packet last; any group is refused. */
   private stats(req: BinaryRequest): Slot {
     const slot = newSlot();
+    if (req.key.length > 0) {
+      slot.parts = errorPacket(req, BinaryStatus.NotSupported, 'Not supported through memshift proxy');
+      return slot;
+    }
     const out: Buffer[] = [];
-    slot.pending++;
-    this.upstream('primary', 0).send(
-      encodeBinaryRequest(req),
-      {
-        sentAt: 0,
-        frame: (frame) => {
-          out.push(...encodeBinaryResponse(frame));
-          if (frame.key.length > 0 && frame.status === 0) return false;
-          slot.parts = out;
-          this.done(slot);
-          return true;
-        },
-        fail: (reason) => {
-          this.ctx.counters.primaryErrors++;
-          slot.parts = errorPacket(req, BinaryStatus.InternalError, reason);
-          this.done(slot);
-        },
-      },
-      Date.now(),
-    );
+    for (const [name, value] of this.ctx.figures()) {
+      out.push(
+        ...encodeBinaryResponse({
+          opcode: req.opcode,
+          opaque: req.opaque,
+          key: Buffer.from(name, 'latin1'),
+          value: Buffer.from(value, 'latin1'),
+        }),
+      );
+    }
+    out.push(...encodeBinaryResponse({ opcode: req.opcode, opaque: req.opaque }));
+    slot.parts = out;
     return slot;
   }
 

@@ -4,12 +4,16 @@
  * request order (memcached answers a connection in order, and clients rely
  * on it), however the request was split across servers.
  *
- * Reading pauses while too many requests are in flight or a socket's write
- * buffer is full, so a slow client or server bounds memory instead of
- * growing it.
+ * Each client has its own bounds, checked request by request: requests in
+ * flight, and reply bytes (those in its socket's buffer, and those its
+ * requests in flight are expected to bring, judged by its recent replies).
+ * Past a bound the requests already read wait here, unsent, and its socket
+ * is not read until it drains: a client that does not read its replies
+ * stalls only itself, and the shared server connections never carry more of
+ * its replies than its bound.
  */
 import type { Socket } from 'node:net';
-import type { ConnectionHandler } from '../net/listener.js';
+import { closeSoon, type ConnectionHandler } from '../net/listener.js';
 import { Ring } from '../net/ring.js';
 import type { Pool } from '../topology/pool.js';
 import type { Upstream, UpstreamTap } from './proxy-upstream.js';
@@ -37,6 +41,8 @@ export interface ProxyCounters {
   warmHits: number;
   /** Times reading from a client paused for backpressure. */
   paused: number;
+  /** Connections closed because a request stayed incomplete past the partial-request timeout. */
+  partialTimeouts: number;
 }
 
 /** What sessions need from the proxy that owns them. */
@@ -47,7 +53,15 @@ export interface ProxyContext {
   readonly timeoutMs: number;
   readonly secondaryTimeoutMs: number;
   readonly maxInFlight: number;
+  /** Reply bytes a client may have buffered and coming (its socket's backlog plus the expected replies in flight). */
+  readonly maxClientBytes: number;
+  /** A request begun but not finished for this long closes its connection (0: never). */
+  readonly partialTimeoutMs: number;
   readonly counters: ProxyCounters;
+  /** The proxy's own figures, answered to a client's `stats` (name, value). */
+  figures(): Array<[string, string]>;
+  /** `item_size_max` of a primary server: a larger store is refused as memcached refuses it. */
+  itemSizeMax(serverIndex: number): number;
   /** The tap for a primary upstream of a session (shadow mode), or undefined. */
   tap(serverIndex: number, sessionId: number): UpstreamTap | undefined;
   /** Whether synchronous secondary writes go to this server now (it was not failing recently). */
@@ -90,6 +104,9 @@ export function newSlot(): Slot {
   return { pending: 0, parts: [], close: false, build: undefined };
 }
 
+/** Requests a new client may have in flight before its replies show how large they are. */
+const INITIAL_WINDOW = 16;
+
 export abstract class ProxySession<F> implements ConnectionHandler {
   protected readonly ctx: ProxyContext;
   protected readonly socket: Socket;
@@ -100,11 +117,22 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   private finishing = false;
   private ended = false;
   private readonly closed: Promise<void>;
+  private partialTimer: NodeJS.Timeout | undefined;
+  private partialOffset = -1;
+  /** Requests read but held back by the bounds, issued in order as room appears. */
+  private readonly held = new Ring<() => void>(16);
+  /**
+   * Expected bytes of one reply: the larger of the last reply and half the
+   * previous estimate, so large replies shrink the window at once and small
+   * ones widen it within a few replies. A new client starts at a window of 16.
+   */
+  private replyEstimate: number;
 
   constructor(ctx: ProxyContext, socket: Socket, id: number) {
     this.ctx = ctx;
     this.socket = socket;
     this.id = id;
+    this.replyEstimate = ctx.maxClientBytes / INITIAL_WINDOW;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => undefined);
     socket.on('close', () => this.teardown());
@@ -113,6 +141,8 @@ export abstract class ProxySession<F> implements ConnectionHandler {
 
   /** Handles one chunk from the client; protocol sessions parse it and call `send`. */
   protected abstract parseChunk(chunk: Buffer): void;
+  /** Bytes of a request begun but not complete, and the stream offset where it began. */
+  protected abstract partial(): { bytes: number; offset: number };
   protected abstract readonly protocol: 'ascii' | 'binary';
 
   /** Starts reading; the first chunk is handed over by whoever picked the protocol. */
@@ -123,6 +153,8 @@ export abstract class ProxySession<F> implements ConnectionHandler {
 
   finish(): Promise<void> {
     this.finishing = true;
+    // Requests read but not sent are dropped, as a stopping server drops what it did not start.
+    this.held.drain();
     this.socket.pause();
     this.maybeEnd();
     return this.closed;
@@ -135,9 +167,72 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   private onData(chunk: Buffer): void {
     if (this.ended || this.finishing) return;
     this.parseChunk(chunk);
-    if (this.slots.length >= this.ctx.maxInFlight || this.socket.writableNeedDrain || this.ctx.congested()) {
+    this.watchPartial();
+    if (this.held.length > 0 || !this.hasRoom() || this.socket.writableNeedDrain || this.ctx.congested()) {
       this.pause();
     }
+  }
+
+  /** Requests this client may have in flight now: its bytes bound over its expected reply size. */
+  private window(): number {
+    const byBytes = Math.floor(this.ctx.maxClientBytes / Math.max(1, this.replyEstimate));
+    return Math.max(1, Math.min(this.ctx.maxInFlight, byBytes));
+  }
+
+  private hasRoom(): boolean {
+    return this.slots.length < this.window() && this.socket.writableLength < this.ctx.maxClientBytes;
+  }
+
+  /** Runs a parsed request now, or holds it (in order) until this client is back within its bounds. */
+  protected admit(run: () => void): void {
+    if (this.held.length === 0 && this.hasRoom() && !this.ctx.congested()) run();
+    else this.held.push(run);
+  }
+
+  private release(): void {
+    while (
+      this.held.length > 0 &&
+      !this.ended &&
+      !this.finishing &&
+      this.hasRoom() &&
+      !this.ctx.congested()
+    ) {
+      this.held.shift()!();
+    }
+    if (this.ended || this.finishing) this.held.drain();
+  }
+
+  /**
+   * A request left incomplete (a set that declared 1 MiB and sent 10 bytes)
+   * holds its buffer and its connection: after the partial-request timeout
+   * the connection is closed. The clock restarts whenever a request
+   * completes, so a steady stream of large values never trips it.
+   */
+  private watchPartial(): void {
+    const ms = this.ctx.partialTimeoutMs;
+    if (ms <= 0) return;
+    const { bytes, offset } = this.partial();
+    if (bytes === 0) {
+      clearTimeout(this.partialTimer);
+      this.partialTimer = undefined;
+      return;
+    }
+    if (this.partialTimer !== undefined && offset === this.partialOffset) return;
+    clearTimeout(this.partialTimer);
+    this.partialOffset = offset;
+    this.partialTimer = setTimeout(() => {
+      this.partialTimer = undefined;
+      // Paused by the proxy, the client could not have sent the rest: its clock starts again.
+      if (!this.reading) return this.watchPartialLater();
+      this.ctx.counters.partialTimeouts++;
+      this.socket.destroy();
+    }, ms);
+    this.partialTimer.unref();
+  }
+
+  private watchPartialLater(): void {
+    this.partialOffset = -1;
+    this.watchPartial();
   }
 
   /** Queues a reply slot in request order. */
@@ -192,11 +287,16 @@ export abstract class ProxySession<F> implements ConnectionHandler {
     for (let slot = this.slots.peek(); slot !== undefined && slot.pending === 0; slot = this.slots.peek()) {
       this.slots.shift();
       if (slot.build) slot.build();
-      for (const part of slot.parts) socket.write(part);
+      let bytes = 0;
+      for (const part of slot.parts) {
+        socket.write(part);
+        bytes += part.length;
+      }
+      this.replyEstimate = Math.max(bytes, this.replyEstimate / 2);
       if (slot.close) {
         this.ended = true;
         socket.uncork();
-        socket.end();
+        closeSoon(socket);
         return;
       }
     }
@@ -213,12 +313,14 @@ export abstract class ProxySession<F> implements ConnectionHandler {
     this.socket.pause();
   }
 
-  /** Reads again once its replies, its socket and the shared upstreams have room. */
+  /** Sends held requests and reads again once its replies, its socket and the shared upstreams have room. */
   maybeResume(): void {
     if (this.reading || this.ended || this.finishing) return;
+    this.release();
     if (
-      this.slots.length > this.ctx.maxInFlight / 2 ||
-      this.socket.writableNeedDrain ||
+      this.held.length > 0 ||
+      this.slots.length > this.window() / 2 ||
+      this.socket.writableLength > this.ctx.maxClientBytes / 2 ||
       this.ctx.congested()
     ) {
       return;
@@ -229,11 +331,13 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   }
 
   private maybeEnd(): void {
-    if (this.finishing && this.slots.length === 0 && !this.socket.destroyed) this.socket.end();
+    if (this.finishing && this.slots.length === 0 && !this.socket.destroyed) closeSoon(this.socket);
   }
 
   private teardown(): void {
     // Upstreams are shared: legs still in flight for this session finish there and are discarded.
+    clearTimeout(this.partialTimer);
+    this.held.drain();
     this.ended = true;
     this.ctx.paused.delete(this);
   }

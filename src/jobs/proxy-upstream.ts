@@ -4,10 +4,13 @@
  * waiting (memcached answers a connection's requests in order), so pairing
  * needs no keys or opaques.
  *
- * A leg that waits longer than the request timeout, a refused connection or
- * a broken one fails every leg in flight with a reason (the client then gets
- * SERVER_ERROR), and the connection is dropped: after a timeout the stream
- * is out of step and cannot be trusted again.
+ * A leg that waits longer than the request timeout fails alone (its client
+ * gets SERVER_ERROR) and stays in line as abandoned: memcached still answers
+ * it in order, and that late reply is read and thrown away, so the stream
+ * stays in step for every other client's requests. A refused or broken
+ * connection fails every leg in flight, and so does a server that has
+ * answered nothing for several timeouts (stuck, not slow): the connection is
+ * then dropped.
  */
 import { connect, type Socket } from 'node:net';
 import { parseEndpoint } from '../net/address.js';
@@ -22,7 +25,21 @@ export interface Leg<F> {
   fail(reason: string): void;
   /** Set by the upstream when written, for the timeout sweep. */
   sentAt: number;
+  /**
+   * Whether `frame` ends this leg's reply, without acting on it: how a reply
+   * that came after the leg timed out is skipped. Absent: every reply is one frame.
+   */
+  ends?(frame: F): boolean;
 }
+
+/** A leg in line at the server; an abandoned one timed out and waits only to have its reply skipped. */
+interface Waiting<F> {
+  readonly leg: Leg<F>;
+  abandoned: boolean;
+}
+
+/** A server with legs waiting that has sent nothing for this many timeouts is stuck: the connection goes. */
+const STUCK_TIMEOUTS = 4;
 
 /** Sees the bytes of an upstream connection both ways (shadow mode feeds the operation extractor). */
 export interface UpstreamTap {
@@ -48,7 +65,10 @@ const CONGESTED_BYTES = 4 * 1024 * 1024;
 export class Upstream<F> {
   readonly address: string;
   private readonly socket: Socket;
-  private readonly legs = new Ring<Leg<F>>(64);
+  private readonly legs = new Ring<Waiting<F>>(64);
+  /** Legs not yet timed out, oldest first by position in `legs` (the next to check). */
+  private checked = 0;
+  private lastHeard = 0;
   private readonly decoder: FrameDecoder<F>;
   private readonly options: UpstreamOptions;
   private down: string | undefined;
@@ -85,7 +105,8 @@ export class Upstream<F> {
       return;
     }
     leg.sentAt = now;
-    this.legs.push(leg);
+    if (this.legs.length === 0) this.lastHeard = now;
+    this.legs.push({ leg, abandoned: false });
     if (!this.corked) {
       // Requests from every client this tick leave in one write (the socket's writev).
       this.corked = true;
@@ -118,11 +139,24 @@ export class Upstream<F> {
     if (this.socket.writableLength > CONGESTED_BYTES) this.options.onCongested?.();
   };
 
-  /** Fails everything if the oldest leg has waited past the timeout. */
+  /**
+   * Fails the legs that waited past the timeout, each alone; drops the
+   * connection when the server has been silent for several timeouts.
+   */
   sweep(now: number): void {
-    const head = this.legs.peek();
-    if (head !== undefined && now - head.sentAt > this.options.timeoutMs) {
-      this.fail(`${this.address}: no reply within ${this.options.timeoutMs} ms`);
+    const timeout = this.options.timeoutMs;
+    if (this.legs.length === 0) return;
+    if (now - this.lastHeard > timeout * STUCK_TIMEOUTS) {
+      this.fail(`${this.address}: no reply within ${timeout} ms`);
+      return;
+    }
+    // Legs were sent in order, so the ones past their time are a run from the oldest not yet failed.
+    for (let i = this.checked; i < this.legs.length; i++) {
+      const waiting = this.legs.at(i);
+      if (waiting === undefined || now - waiting.leg.sentAt <= timeout) break;
+      waiting.abandoned = true;
+      this.checked = i + 1;
+      waiting.leg.fail(`${this.address}: no reply within ${timeout} ms`);
     }
   }
 
@@ -133,11 +167,17 @@ export class Upstream<F> {
   private onData(chunk: Buffer): void {
     if (this.down !== undefined) return;
     this.options.tap?.received(chunk);
+    this.lastHeard = Date.now();
     try {
       this.decoder.push(chunk, (frame) => {
-        const leg = this.legs.peek();
-        if (leg === undefined) throw new Error('a reply no request asked for');
-        if (leg.frame(frame)) this.legs.shift();
+        const waiting = this.legs.peek();
+        if (waiting === undefined) throw new Error('a reply no request asked for');
+        const { leg } = waiting;
+        const ended = waiting.abandoned ? (leg.ends?.(frame) ?? true) : leg.frame(frame);
+        if (ended) {
+          this.legs.shift();
+          if (this.checked > 0) this.checked--;
+        }
       });
     } catch (err) {
       this.fail(`${this.address}: bad reply: ${(err as Error).message}`);
@@ -148,7 +188,9 @@ export class Upstream<F> {
     if (this.down !== undefined) return;
     this.down = reason;
     this.socket.destroy();
-    for (let leg = this.legs.shift(); leg !== undefined; leg = this.legs.shift()) leg.fail(reason);
+    for (let w = this.legs.shift(); w !== undefined; w = this.legs.shift())
+      if (!w.abandoned) w.leg.fail(reason);
+    this.checked = 0;
     this.options.tap?.closed();
     this.options.onDown?.(reason);
   }

@@ -15,7 +15,9 @@
  */
 import type { Socket } from 'node:net';
 import type { Flow } from '../capture/tcp-reassembly.js';
+import { MemcachedClient } from '../net/client.js';
 import { Listener, type ListenerCounters, type ListenerOptions } from '../net/listener.js';
+import { DEFAULT_ITEM_SIZE_MAX, parserLimitsFor, readServerLimits } from '../net/server-limits.js';
 import { OperationExtractor, type OperationCounters } from '../ops/extractor.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import { Replayer, type ReplayCounters, type ReplayerOptions } from '../replay/replayer.js';
@@ -49,11 +51,23 @@ export interface ProxyOptions {
   readonly secondaryBackoffMs?: number;
   /** Connections to each server, shared by all clients (default 1); a client always uses the same one. */
   readonly connectionsPerServer?: number;
+  /** A request begun and not finished for this long closes its client connection (default 30 s; 0: never). */
+  readonly partialTimeoutMs?: number;
   /** Requests in flight per client connection before reading from it pauses (default 1024). */
   readonly maxInFlight?: number;
+  /**
+   * Reply bytes per client connection, buffered for it or expected for its
+   * requests in flight, before its further requests wait (default 4 MiB).
+   */
+  readonly maxClientBytes?: number;
   /** Keys remembered for invalidation on the secondary (dual and warm modes; default 1,000,000). */
   readonly maxRememberedKeys?: number;
   readonly limits?: Limits;
+  /**
+   * The largest item a primary server stores, in bytes (memcached's -I), for
+   * every server; by default each server's own `item_size_max`, read at start.
+   */
+  readonly itemSizeMax?: number;
   /** Shadow mode: false forwards to the primary only, touching the secondary not at all (a plain proxy; default true). */
   readonly shadow?: boolean;
   /** Shadow mode: the replayers' tuning. */
@@ -97,6 +111,7 @@ export class Proxy {
     warmLookups: 0,
     warmHits: 0,
     paused: 0,
+    partialTimeouts: 0,
   };
   private readonly listener: Listener;
   private readonly upstreams = new Set<Upstream<unknown>>();
@@ -104,7 +119,9 @@ export class Proxy {
   private readonly paused = new Set<{ maybeResume(): void }>();
   private congestedCount = 0;
   private readonly perServer: number;
-  private readonly limits: Limits;
+  private limits: Limits;
+  /** Each primary server's item_size_max, read at start. */
+  private itemSizes: number[] = [];
   private readonly timeoutMs: number;
   private readonly secondaryTimeoutMs: number;
   private readonly extractors: OperationExtractor[] = [];
@@ -134,7 +151,6 @@ export class Proxy {
           ...(options.onWarning ? { onWarning: options.onWarning } : {}),
         });
         this.replayers.push(replayer);
-        this.extractors.push(new OperationExtractor((op) => replayer.apply(op), { limits }));
       }
     }
     this.keeper = new SecondaryKeeper({
@@ -155,7 +171,11 @@ export class Proxy {
       timeoutMs,
       secondaryTimeoutMs,
       maxInFlight: Math.max(2, options.maxInFlight ?? 1024),
+      maxClientBytes: Math.max(1024, options.maxClientBytes ?? 4 * 1024 * 1024),
+      partialTimeoutMs: options.partialTimeoutMs ?? 30_000,
       counters: this.counters,
+      itemSizeMax: (index) => this.itemSizes[index] ?? DEFAULT_ITEM_SIZE_MAX,
+      figures: () => this.figures(),
       tap: (index, sessionId) => this.tap(index, sessionId),
       secondaryUsable: (index) => this.keeper.usable(index),
       secondaryMissed: (index, key, reason) => this.keeper.missed(index, key, reason),
@@ -165,10 +185,14 @@ export class Proxy {
       congested: () => this.congestedCount > 0,
       paused: this.paused,
     };
-    this.listener = new Listener(options.listen ?? {}, (socket, id) => serve(ctx, socket, id, limits));
+    this.listener = new Listener(options.listen ?? {}, (socket, id) => serve(ctx, socket, id, this.limits));
   }
 
   async start(): Promise<{ host: string; port: number }> {
+    await this.readLimits();
+    for (const replayer of this.replayers) {
+      this.extractors.push(new OperationExtractor((op) => replayer.apply(op), { limits: this.limits }));
+    }
     const bound = await this.listener.listen();
     this.started = Date.now();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
@@ -179,6 +203,42 @@ export class Proxy {
 
   get address(): string {
     return this.listener.address;
+  }
+
+  /**
+   * Each primary server's item_size_max (DESIGN.md, invariant 8): a store
+   * larger than its server's items is refused here as memcached refuses it,
+   * and replies are parsed up to the largest. A server that cannot be asked
+   * now is assumed to have memcached's default, with a warning.
+   */
+  private async readLimits(): Promise<void> {
+    const fixed = this.options.itemSizeMax;
+    const servers = this.options.primary.servers;
+    if (fixed !== undefined) {
+      this.itemSizes = servers.map(() => fixed);
+    } else {
+      this.itemSizes = await Promise.all(
+        servers.map(async (server) => {
+          const client = new MemcachedClient(server.address, { requestTimeoutMs: this.timeoutMs });
+          try {
+            return (await readServerLimits(client)).itemSizeMax;
+          } catch (err) {
+            this.options.onWarning?.(
+              `${server.address}: could not read item_size_max (${(err as Error).message}); assuming ${DEFAULT_ITEM_SIZE_MAX} bytes`,
+            );
+            return DEFAULT_ITEM_SIZE_MAX;
+          } finally {
+            client.destroy();
+          }
+        }),
+      );
+    }
+    if (this.options.limits === undefined) {
+      this.limits = parserLimitsFor(
+        this.itemSizes.map((itemSizeMax, i) => ({ address: servers[i]?.address ?? '', itemSizeMax })),
+        fixed,
+      );
+    }
   }
 
   /**
@@ -210,6 +270,39 @@ export class Proxy {
       replay: this.options.mode === 'shadow' ? sumReplay(this.replayers.map((r) => r.counters)) : undefined,
       backfill: this.backfills.map((b) => ({ ...b })),
     };
+  }
+
+  /**
+   * What a client's `stats` gets: the proxy's own figures, in memcached's
+   * names where one fits, never a server's (which one would it be?).
+   */
+  private figures(): Array<[string, string]> {
+    const now = Date.now();
+    const c = this.counters;
+    const l = this.listener.counters;
+    const list: Array<[string, string | number]> = [
+      ['pid', process.pid],
+      ['uptime', this.started === 0 ? 0 : Math.floor((now - this.started) / 1000)],
+      ['time', Math.floor(now / 1000)],
+      ['version', 'memshift-proxy'],
+      ['proxy_mode', this.options.mode],
+      ['curr_connections', l.open],
+      ['total_connections', l.accepted],
+      ['rejected_connections', l.rejected],
+      ['proxy_requests', c.requests],
+      ['proxy_primary_errors', c.primaryErrors],
+      ['proxy_protocol_errors', c.protocolErrors],
+      ['proxy_partial_timeouts', c.partialTimeouts],
+      ['proxy_paused', c.paused],
+      ['proxy_secondary_sent', c.secondarySent],
+      ['proxy_secondary_failed', c.secondaryFailed],
+      ['proxy_secondary_skipped', c.secondarySkipped],
+      ['proxy_warm_lookups', c.warmLookups],
+      ['proxy_warm_hits', c.warmHits],
+      ['primary_servers', this.options.primary.servers.length],
+      ['secondary_servers', this.options.secondary.servers.length],
+    ];
+    return list.map(([name, value]) => [name, String(value)]);
   }
 
   /** Shadow mode: waits until the replayers' queues are empty (true) or `timeoutMs` passed. */

@@ -40,6 +40,8 @@ export class Listener {
   readonly counters: ListenerCounters = { accepted: 0, rejected: 0, idleClosed: 0, open: 0 };
   private readonly server: Server;
   private readonly handlers = new Map<Socket, ConnectionHandler>();
+  /** Refused sockets until they are gone: each is destroyed, never left to its peer to close. */
+  private readonly refused = new Set<Socket>();
   private readonly options: ListenerOptions;
   private closing = false;
 
@@ -52,7 +54,10 @@ export class Listener {
         this.counters.rejected++;
         // memcached answers a connection over its limit with an error line and closes (protocol.txt, "General-purpose statistics": rejected_connections).
         socket.on('error', () => undefined);
+        this.refused.add(socket);
+        socket.once('close', () => this.refused.delete(socket));
         socket.end('SERVER_ERROR too many open connections\r\n');
+        closeSoon(socket);
         return;
       }
       this.counters.accepted++;
@@ -109,6 +114,27 @@ export class Listener {
     await Promise.race([finishing, grace]);
     clearTimeout(timer);
     for (const h of this.handlers.values()) h.destroy();
+    for (const socket of this.refused) socket.destroy();
     await stopped;
   }
+}
+
+/** How long a socket being closed may take to hand its last bytes to a peer that does not read. */
+const CLOSE_GRACE_MS = 1000;
+
+/**
+ * Ends `socket` and makes sure it goes: destroyed once its last bytes left,
+ * or after a short grace if the peer neither reads nor closes (an ended
+ * socket otherwise lives until the peer closes its side).
+ */
+export function closeSoon(socket: Socket): void {
+  if (socket.destroyed) return;
+  if (!socket.writableEnded) socket.end();
+  const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+  timer.unref();
+  socket.once('finish', () => {
+    clearTimeout(timer);
+    socket.destroy();
+  });
+  socket.once('close', () => clearTimeout(timer));
 }

@@ -37,6 +37,11 @@ export class Ring<T> {
     return item;
   }
 
+  /** The item `i` places after the oldest, or undefined past the end. */
+  at(i: number): T | undefined {
+    return i < 0 || i >= this.count ? undefined : this.items[(this.head + i) & (this.items.length - 1)];
+  }
+
   /** Removes and returns everything, oldest first. */
   drain(): T[] {
     const out: T[] = [];

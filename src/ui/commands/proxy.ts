@@ -5,9 +5,10 @@
  * SIGINT/SIGTERM or after --duration.
  */
 import type { Command } from 'commander';
+import { isIP } from 'node:net';
 import { Proxy, type ProxyMode, type ProxyStatus } from '../../jobs/proxy.js';
+import { EventLog } from '../event-log.js';
 import { formatTable } from '../format.js';
-import { openJsonLog } from '../json-log.js';
 import { UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
 import type { DashboardSnapshot } from '../dashboard/server.js';
@@ -18,9 +19,12 @@ interface ProxyFlags extends PoolFlags, WebFlags {
   listen: string;
   maxConnections: string;
   idleTimeout: string;
+  partialTimeout: string;
   timeout: string;
   secondaryTimeout: string;
   maxInFlight: string;
+  maxClientBuffer: string;
+  itemSizeMax?: string;
   maxQueue: string;
   maxRemembered: string;
   fill: boolean;
@@ -31,6 +35,7 @@ interface ProxyFlags extends PoolFlags, WebFlags {
   backfillRate?: string;
   json?: boolean;
   log?: string;
+  flush: string;
 }
 
 const MODES: readonly ProxyMode[] = ['shadow', 'warm', 'dual'];
@@ -52,9 +57,19 @@ export function registerProxy(program: Command, out: Output): void {
     )
     .option('--max-connections <n>', 'client connections open at most', '4096')
     .option('--idle-timeout <seconds>', 'close client connections idle this long (0: never)', '0')
+    .option(
+      '--partial-timeout <seconds>',
+      'close a client connection whose request stays incomplete this long (0: never)',
+      '30',
+    )
     .option('--timeout <ms>', 'a primary request unanswered this long gets SERVER_ERROR', '2000')
     .option('--secondary-timeout <ms>', 'dual writes, warm lookups and deletes wait this long at most', '250')
     .option('--max-in-flight <n>', 'requests in flight per client connection before reading pauses', '1024')
+    .option(
+      '--max-client-buffer <bytes>',
+      'reply bytes per client connection, buffered or expected, before its further requests wait',
+      String(4 * 1024 * 1024),
+    )
     .option(
       '--max-queue <n>',
       'shadow: writes queued per new server before dropping (key remembered)',
@@ -68,7 +83,16 @@ export function registerProxy(program: Command, out: Output): void {
     .option('--backfill', 'shadow: also copy what the old pool already holds, guarded by the shadow')
     .option('--backfill-rate <n>', 'with --backfill: at most n keys per second')
     .option('--json', 'print the summary at exit as JSON')
+    .option(
+      '--item-size-max <bytes>',
+      "the largest item a primary server stores (default: each server's own item_size_max)",
+    )
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
+    .option(
+      '--flush <policy>',
+      'shadow: a client flush_all reaches the new pool with all-targets; skip (the default, as mirror) leaves it',
+      'skip',
+    )
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -81,8 +105,14 @@ export function registerProxy(program: Command, out: Output): void {
         throw new UsageError(`--mode must be shadow, warm or dual, got "${flags.mode}"`);
       const { from, to } = resolvePools(flags);
       const listen = hostPort(flags.listen);
-      const log = flags.log === undefined ? undefined : openJsonLog(flags.log);
-      const logEvent = (event: Record<string, unknown>): void => log?.(event);
+      const log = new EventLog(flags.log);
+      const logEvent = (event: Record<string, unknown>): void => log.event(event);
+      if (!isLoopback(listen.host)) {
+        log.warn(
+          `listening on ${listen.host}, beyond this machine: memcached's protocol has no authentication, ` +
+            'so anyone who can reach this port can read and change the cache',
+        );
+      }
       const proxy = new Proxy({
         mode,
         primary: mode === 'warm' ? to : from,
@@ -93,24 +123,27 @@ export function registerProxy(program: Command, out: Output): void {
           maxConnections: whole('--max-connections', flags.maxConnections, 1),
           idleTimeoutMs: whole('--idle-timeout', flags.idleTimeout, 0) * 1000,
         },
+        partialTimeoutMs: number('--partial-timeout', flags.partialTimeout) * 1000,
         timeoutMs: whole('--timeout', flags.timeout, 1),
         secondaryTimeoutMs: whole('--secondary-timeout', flags.secondaryTimeout, 1),
         maxInFlight: whole('--max-in-flight', flags.maxInFlight, 2),
+        maxClientBytes: whole('--max-client-buffer', flags.maxClientBuffer, 1024),
+        ...(flags.itemSizeMax === undefined
+          ? {}
+          : { itemSizeMax: whole('--item-size-max', flags.itemSizeMax, 1024) }),
         maxRememberedKeys: whole('--max-remembered', flags.maxRemembered, 0),
         replay: {
           fill: flags.fill,
           maxQueuedPerServer: whole('--max-queue', flags.maxQueue, 1),
           maxRememberedKeys: whole('--max-remembered', flags.maxRemembered, 0),
+          flush: flushPolicy(flags.flush),
         },
         backfill: flags.backfill
           ? flags.backfillRate === undefined
             ? {}
             : { rate: whole('--backfill-rate', flags.backfillRate, 1) }
           : undefined,
-        onWarning: (message) => {
-          logEvent({ event: 'warning', message });
-          process.stderr.write(`memshift: ${message}\n`);
-        },
+        onWarning: (message) => log.warn(message),
       });
       const bound = await proxy.start();
       logEvent({
@@ -153,7 +186,7 @@ export function registerProxy(program: Command, out: Output): void {
         number('--drain', flags.drain) * 1000,
       );
       logEvent({ event: 'summary', ...summary });
-      await log?.close();
+      await log.close();
       out.write(flags.json ? JSON.stringify(summary, null, 2) + '\n' : renderSummary(summary));
       if (summary.proxy.primaryErrors > 0) out.exitCode = 1;
     });
@@ -230,6 +263,17 @@ function renderSummary(s: ProxyStatus): string {
   if (s.mode === 'warm')
     rows.push(['warm lookups', String(s.proxy.warmLookups)], ['warm hits', String(s.proxy.warmHits)]);
   return formatTable(['', 'value'], rows) + '\n';
+}
+
+function flushPolicy(text: string): 'skip' | 'all-targets' {
+  if (text === 'skip' || text === 'all-targets') return text;
+  throw new UsageError(`--flush must be skip or all-targets, got "${text}"`);
+}
+
+/** Whether clients can reach `host` only from this machine. */
+function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
 }
 
 function hostPort(text: string): { host: string; port: number } {
