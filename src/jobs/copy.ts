@@ -571,7 +571,7 @@ class CopyJob {
       const fits =
         maxValue !== undefined
           ? value.length <= maxValue
-          : itemFits(this.targetLimits[t]!, key.length, value.length);
+          : itemFits(this.targetLimits[t]!, key.length, value.length, got.flags[j]!);
       if (!fits) {
         this.skip('too-large');
         continue;

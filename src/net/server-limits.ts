@@ -5,11 +5,10 @@
  * server stores. A value memshift parses from a server can be that large;
  * a value it writes must fit the receiving server's item, header included.
  */
+import { itemTooLarge } from '../protocol/ascii-server.js';
 import { KEY_MAX_BYTES, withLimits, type Limits } from '../protocol/limits.js';
 import type { MemcachedClient } from './client.js';
 
-/** memcached's item header on 64-bit builds (`sizeof(item)`), plus the CAS and the key's NUL. */
-const ITEM_HEADER_BYTES = 48 + 8 + 1;
 /** What memcached 1.6 assumes when a server does not say (`-I` default). */
 export const DEFAULT_ITEM_SIZE_MAX = 1024 * 1024;
 
@@ -27,10 +26,14 @@ export async function readServerLimits(client: MemcachedClient): Promise<ServerL
   return { address: client.address, itemSizeMax };
 }
 
-/** Whether a server with `limits` can store a value of `valueBytes` under a key of `keyBytes`. */
-export function itemFits(limits: ServerLimits, keyBytes: number, valueBytes: number): boolean {
+/**
+ * Whether a server with `limits` can store a value of `valueBytes` under a
+ * key of `keyBytes` with these client flags (memcached's own arithmetic:
+ * protocol/ascii-server.ts, itemTooLarge).
+ */
+export function itemFits(limits: ServerLimits, keyBytes: number, valueBytes: number, flags: number): boolean {
   // The stored item keeps the value's trailing \r\n (protocol.txt, "Storage commands").
-  return ITEM_HEADER_BYTES + keyBytes + valueBytes + 2 <= limits.itemSizeMax;
+  return !itemTooLarge(limits.itemSizeMax, keyBytes, flags, valueBytes + 2);
 }
 
 /**
