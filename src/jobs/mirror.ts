@@ -24,6 +24,13 @@ import { Replayer, type ReplayerOptions } from '../replay/replayer.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
 
 const STOP_GRACE_MS = 1200;
+/**
+ * How far behind the clock capture time is assumed complete when no packet
+ * says so: the kernel hands packets over in batches up to a second late.
+ */
+const CAPTURE_DELAY_MS = 1200;
+/** How often a quiet live capture moves capture time on by the clock (held quiet writes expire). */
+const TICK_MS = 50;
 
 /** One source port and the pool its traffic goes to. */
 export interface MirrorRoute {
@@ -211,14 +218,18 @@ export class MirrorJob {
     // A quiet live capture brings no packets to sweep idle flows by capture time: sweep by the clock too.
     const sweeper = setInterval(() => this.pipeline.flows.sweep(Date.now() * 1000), 1000);
     sweeper.unref();
+    const ticker = setInterval(() => this.extractor.tick((Date.now() - CAPTURE_DELAY_MS) * 1000), TICK_MS);
+    ticker.unref();
     this.stopCapture = () => {
       clearInterval(sweeper);
+      clearInterval(ticker);
       // Without immediate mode the kernel hands packets over in batches up to a second late:
       // give the last of them time to arrive before tcpdump is told to stop.
       setTimeout(() => void tcpdump.stop(), STOP_GRACE_MS);
     };
     void tcpdump.exited.then(() => {
       clearInterval(sweeper);
+      clearInterval(ticker);
       return this.finish(tcpdump.error);
     });
     await tcpdump.ready;

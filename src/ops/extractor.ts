@@ -14,6 +14,7 @@ import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import { AsciiSession } from './ascii-pairing.js';
 import { BinarySession } from './binary-pairing.js';
 import type { Operation } from './operation.js';
+import { QuietHold } from './held.js';
 import { firstTextRequest, huntBinary } from './resync.js';
 import {
   zeroOperationCounters,
@@ -35,10 +36,16 @@ export interface OperationExtractorOptions {
    * request (default 1 second).
    */
   readonly settleMicros?: number;
+  /**
+   * Longest a quiet mutation waits for the reply that proves its outcome
+   * before it is reported anyway (capture time; default 100 ms; see held.ts).
+   */
+  readonly holdMicros?: number;
 }
 
 const DEFAULT_MAX_PENDING = 10_000;
 const DEFAULT_SETTLE_MICROS = 1_000_000;
+const DEFAULT_HOLD_MICROS = 100_000;
 
 type AnySession = PairingSession<unknown, unknown>;
 
@@ -57,6 +64,7 @@ export class OperationExtractor implements FlowListener {
       limits: options.limits ?? DEFAULT_LIMITS,
       maxPending: Math.max(1, options.maxPendingPerFlow ?? DEFAULT_MAX_PENDING),
       settleMicros: options.settleMicros ?? DEFAULT_SETTLE_MICROS,
+      hold: new QuietHold(options.holdMicros ?? DEFAULT_HOLD_MICROS, this.counters),
     };
   }
 
@@ -71,7 +79,18 @@ export class OperationExtractor implements FlowListener {
     this.sessions.set(flow.id, UNDECIDED);
   }
 
+  /**
+   * Capture time has reached `nowMicros` (every packet stamped earlier has
+   * been handed over): quiet mutations held past their bound are reported.
+   * Packets advance it themselves; a live capture that goes quiet calls it
+   * by the clock.
+   */
+  tick(nowMicros: number): void {
+    this.ctx.hold.expire(nowMicros);
+  }
+
   data(flow: Flow, direction: Direction, chunk: Buffer, timestampMicros: number): void {
+    this.ctx.hold.expire(timestampMicros);
     let session = this.sessions.get(flow.id);
     if (session === undefined) {
       // A flow never opened here (the proxy may join late): follow it from now on, as mid-stream.

@@ -47,6 +47,10 @@ export class PendingRequest {
   cas = false;
   /** The flow was out of step when this was queued: its reply may be another request's. */
   unsure = false;
+  /** A quiet mutation waiting in the hold (held.ts) for its outcome. */
+  held = false;
+  /** The outcome it was reported with before its reply could tell (held.ts); its real one is checked against it. */
+  reported: OpOutcome | undefined = undefined;
   /** Multi-key text retrieval: one slot per key, filled as VALUE lines arrive. */
   keys: Buffer[] | undefined = undefined;
   values: (Buffer | undefined)[] | undefined = undefined;

@@ -19,6 +19,7 @@ import type { CloseReason } from '../capture/tcp-reassembly.js';
 import { FrameDecoder, type FrameParser } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
+import type { HoldOwner, QuietHold } from './held.js';
 import type { OpCommand, OpOutcome, Operation } from './operation.js';
 import { PendingQueue, PendingRequest } from './pending.js';
 
@@ -53,6 +54,9 @@ export interface OperationCounters {
   droppedReads: number;
   /** stats, version, verbosity, lru_crawler, watch, quit, me, binary Stat/Version/Noop...: paired, never mirrored. */
   adminCommands: number;
+  heldExpired: number;
+  heldOvertaken: number;
+  heldRevoked: number;
 }
 
 export function zeroOperationCounters(): OperationCounters {
@@ -90,6 +94,9 @@ export function zeroOperationCounters(): OperationCounters {
     pendingDropped: 0,
     droppedReads: 0,
     adminCommands: 0,
+    heldExpired: 0,
+    heldOvertaken: 0,
+    heldRevoked: 0,
   };
 }
 
@@ -100,6 +107,8 @@ export interface SessionContext {
   readonly limits: Limits;
   readonly maxPending: number;
   readonly settleMicros: number;
+  /** Quiet mutations of every session of the extractor, reported in time and in key order. */
+  readonly hold: QuietHold;
 }
 
 /** Bytes kept from the end of a chunk while hunting, so a message start split across chunks is still found. */
@@ -108,7 +117,7 @@ const HUNT_CARRY = 32;
 /** How far past the head pairing looks for a reply's owner by opaque or key. */
 export const LOOKAHEAD = 64;
 
-export abstract class PairingSession<Req, Res> {
+export abstract class PairingSession<Req, Res> implements HoldOwner {
   protected readonly ctx: SessionContext;
   protected readonly queue = new PendingQueue();
   readonly connection: number;
@@ -203,6 +212,8 @@ export abstract class PairingSession<Req, Res> {
 
   /** Queues a request that expects a reply (or may be answered silently). */
   protected enqueue(p: PendingRequest): void {
+    // Quiet writes of other connections to this key reach the target before this request.
+    if (p.keys === undefined) this.ctx.hold.overtake(p.key, this.connection);
     if (this.queue.length >= this.ctx.maxPending) {
       // The server is not answering, or its replies are not being seen: give up on everything pending.
       this.ctx.counters.pendingDropped += this.queue.length;
@@ -216,6 +227,13 @@ export abstract class PairingSession<Req, Res> {
       return;
     }
     this.queue.push(p);
+    this.ctx.hold.hold(p, this);
+  }
+
+  /** Reports a held quiet request before its reply can tell its outcome (see held.ts). */
+  reportEarly(p: PendingRequest, outcome: OpOutcome): void {
+    p.reported = outcome;
+    this.emit(p, p.key, outcome, p.value, p.flags, undefined);
   }
 
   /** Removes the head (its reply has been seen), then reports the noreply requests that follow it. */
@@ -237,6 +255,8 @@ export abstract class PairingSession<Req, Res> {
     number: bigint | undefined = undefined,
   ): void {
     if (p.command === 'other') return; // admin commands and fences are paired, never mirrored
+    if (p.held) this.ctx.hold.settled(p);
+    if (p.reported !== undefined) return this.lateOutcome(p, outcome);
     if (p.unsure) {
       this.giveUp(p);
       return;
@@ -244,7 +264,34 @@ export abstract class PairingSession<Req, Res> {
     this.emit(p, p.key, outcome, value, flags, number);
   }
 
-  /** Reports `p` without a trustworthy reply: mutations as 'unknown', reads not at all. */
+  /**
+   * The real outcome of a request reported early. Only an early 'stored' for a
+   * set can be wrong in a way that matters (the source refused or failed the
+   * set, and unlinked the old item): the target loses the key. An early
+   * 'unknown' already deleted it; a delete deletes whatever it answered.
+   */
+  private lateOutcome(p: PendingRequest, outcome: OpOutcome): void {
+    if (p.reported === outcome || p.reported === 'unknown' || p.command !== 'set' || p.unsure) return;
+    const c = this.ctx.counters;
+    c.heldRevoked++;
+    c.operations++;
+    c.commands.delete++;
+    this.ctx.sink({
+      command: 'delete',
+      key: p.key,
+      value: undefined,
+      flags: undefined,
+      exptime: undefined,
+      delta: undefined,
+      number: undefined,
+      outcome: 'unknown',
+      protocol: p.protocol,
+      connection: this.connection,
+      timestampMicros: p.timestampMicros,
+      name: 'revoked',
+    });
+  }
+
   /** Marks queued requests unsure, from `i` up to and including the next one that is not silent. */
   protected markUnsureThroughLoud(i: number): void {
     for (let j = i; ; j++) {
@@ -267,8 +314,12 @@ export abstract class PairingSession<Req, Res> {
     }
   }
 
+  /** Reports `p` without a trustworthy reply: mutations as 'unknown', reads not at all. */
   protected giveUp(p: PendingRequest): void {
     if (p.command === 'other') return;
+    if (p.held) this.ctx.hold.settled(p);
+    // Reported early: 'unknown' now asks nothing more of the target than what it was told then.
+    if (p.reported !== undefined) return;
     if (p.command === 'get') {
       this.ctx.counters.droppedReads += p.keys?.length ?? 1;
       return;

@@ -1,0 +1,164 @@
+/**
+ * Quiet mutations waiting for the reply that proves their outcome.
+ *
+ * A quiet request (binary SetQ, DeleteQ, AddQ..., meta `q`) gets no reply
+ * when it succeeds; pairing learns it succeeded only when a later request's
+ * reply passes it over. A connection that sends nothing but quiet writes
+ * (binary clients with noreply, pipelined quiet batches) may never get that
+ * reply, and meanwhile other connections write the same keys. Holding the
+ * quiet request until then would apply it late, after newer writes, and put
+ * an old value back on the target.
+ *
+ * So a held quiet mutation is reported early, with the outcome the target can
+ * safely follow, when it has been held for `holdMicros` (capture time) or
+ * when another connection sends a request for the same key, whichever comes
+ * first:
+ * - set and delete are unconditional: their silent outcome (stored,
+ *   deleted) is what almost surely happened, and a late error reply revokes
+ *   it (the target then loses the key: a miss, never wrong data);
+ * - every conditional one (add, replace, cas, append, prepend, incr, decr,
+ *   touch) is reported 'unknown', which deletes the key on the target.
+ */
+import type { OpOutcome } from './operation.js';
+import type { PendingRequest } from './pending.js';
+
+/** What a held request's session does when the hold ends early. */
+export interface HoldOwner {
+  readonly connection: number;
+  /** Reports `p` now with `outcome`; its real outcome, when it comes, is checked against it. */
+  reportEarly(p: PendingRequest, outcome: OpOutcome): void;
+}
+
+export interface HoldCounters {
+  /** Quiet mutations reported before their outcome was known: held for the whole bound. */
+  heldExpired: number;
+  /** ... because another connection sent a request for the same key. */
+  heldOvertaken: number;
+  /** Early reports a late reply contradicted: the key was deleted on the target. */
+  heldRevoked: number;
+}
+
+/** memcached's binary and meta quiet modes apply to these; reads and fences are never held. */
+function holdable(p: PendingRequest): boolean {
+  switch (p.command) {
+    case 'get':
+    case 'gat':
+    case 'flush_all':
+    case 'other':
+      return false;
+    default:
+      return p.key.length > 0;
+  }
+}
+
+/** The outcome the target follows when a held request must be reported before its reply. */
+export function earlyOutcome(p: PendingRequest): OpOutcome {
+  if (p.unsure) return 'unknown';
+  if (p.command === 'set' || p.command === 'delete') return p.silentOutcome;
+  return 'unknown';
+}
+
+class Entry {
+  constructor(
+    readonly p: PendingRequest,
+    readonly owner: HoldOwner,
+    readonly key: string,
+    readonly deadline: number,
+  ) {}
+}
+
+export class QuietHold {
+  readonly holdMicros: number;
+  private readonly counters: HoldCounters;
+  /** Held requests by key (latin1), oldest first. */
+  private readonly byKey = new Map<string, Entry[]>();
+  /** Every entry in hold order, for expiry; entries already released are skipped when reached. */
+  private readonly fifo: Entry[] = [];
+  private fifoHead = 0;
+
+  constructor(holdMicros: number, counters: HoldCounters) {
+    this.holdMicros = holdMicros;
+    this.counters = counters;
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  /** Holds `p` (queued by `owner` at capture time `p.timestampMicros`) if it is a quiet mutation. */
+  hold(p: PendingRequest, owner: HoldOwner): void {
+    if (!p.silent || p.noreply || !holdable(p)) return;
+    const key = p.key.toString('latin1');
+    const entry = new Entry(p, owner, key, p.timestampMicros + this.holdMicros);
+    p.held = true;
+    const list = this.byKey.get(key);
+    if (list === undefined) this.byKey.set(key, [entry]);
+    else list.push(entry);
+    this.fifo.push(entry);
+  }
+
+  /** `p` got its outcome through pairing: it is no longer held. */
+  settled(p: PendingRequest): void {
+    if (!p.held) return;
+    p.held = false;
+    const key = p.key.toString('latin1');
+    const list = this.byKey.get(key);
+    if (list === undefined) return;
+    const i = list.findIndex((e) => e.p === p);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.byKey.delete(key);
+  }
+
+  /**
+   * `connection` sent a request for `key`: quiet mutations of other
+   * connections held on that key are reported now, so they reach the target
+   * before it.
+   */
+  overtake(key: Buffer, connection: number): void {
+    if (this.byKey.size === 0 || key.length === 0) return;
+    const text = key.toString('latin1');
+    const list = this.byKey.get(text);
+    if (list === undefined) return;
+    let kept = 0;
+    for (const entry of list.slice()) {
+      if (entry.owner.connection === connection) {
+        list[kept++] = entry;
+        continue;
+      }
+      this.counters.heldOvertaken++;
+      this.release(entry);
+    }
+    list.length = kept;
+    if (kept === 0) this.byKey.delete(text);
+  }
+
+  /** Reports every request held past its bound at capture time `nowMicros`. */
+  expire(nowMicros: number): void {
+    while (this.fifoHead < this.fifo.length) {
+      const entry = this.fifo[this.fifoHead]!;
+      if (entry.p.held && entry.deadline > nowMicros) break;
+      this.fifoHead++;
+      if (!entry.p.held) continue;
+      this.counters.heldExpired++;
+      this.unlink(entry);
+      this.release(entry);
+    }
+    if (this.fifoHead > 1024 && this.fifoHead * 2 > this.fifo.length) {
+      this.fifo.splice(0, this.fifoHead);
+      this.fifoHead = 0;
+    }
+  }
+
+  private unlink(entry: Entry): void {
+    const list = this.byKey.get(entry.key);
+    if (list === undefined) return;
+    const i = list.indexOf(entry);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.byKey.delete(entry.key);
+  }
+
+  private release(entry: Entry): void {
+    entry.p.held = false;
+    entry.owner.reportEarly(entry.p, earlyOutcome(entry.p));
+  }
+}
