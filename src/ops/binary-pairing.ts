@@ -9,6 +9,9 @@
  */
 import {
   binaryArithmeticDelta,
+  binaryArithmeticExpiration,
+  binaryArithmeticInitial,
+  BINARY_NO_AUTO_CREATE,
   binaryCounterValue,
   binaryFlushExpiration,
   BinaryOpcode,
@@ -108,6 +111,14 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
         p.command = loud === BinaryOpcode.Increment ? 'incr' : 'decr';
         p.key = Buffer.from(req.key);
         p.delta = binaryArithmeticDelta(req);
+        {
+          // Any expiration but the all-ones one creates a missing counter at `initial` (section 4.5).
+          const expiration = binaryArithmeticExpiration(req);
+          if (expiration !== undefined && expiration !== BINARY_NO_AUTO_CREATE) {
+            p.initial = binaryArithmeticInitial(req);
+            p.exptime = expiration;
+          }
+        }
         p.silentOutcome = 'number'; // a quiet success does not send the new value
         break;
       case BinaryOpcode.Touch:

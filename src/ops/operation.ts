@@ -58,6 +58,11 @@ export interface Operation {
   readonly exptime: number | undefined;
   /** incr/decr delta. */
   readonly delta: bigint | undefined;
+  /**
+   * Binary incr/decr: the value a missing counter starts at, created with
+   * `exptime` (section 4.5). Undefined: a missing counter is not created.
+   */
+  readonly initial?: bigint | undefined;
   /** incr/decr result the source answered, when it did. */
   readonly number: bigint | undefined;
   readonly outcome: OpOutcome;

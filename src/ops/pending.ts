@@ -21,6 +21,8 @@ export class PendingRequest {
   flags: number | undefined = undefined;
   exptime: number | undefined = undefined;
   delta: bigint | undefined = undefined;
+  /** Binary incr/decr that creates a missing counter: its starting value (exptime holds its expiry). */
+  initial: bigint | undefined = undefined;
   timestampMicros = 0;
   /** The command's name, for admin commands (never emitted, counted). */
   name: string | undefined = undefined;

@@ -350,6 +350,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       flags,
       exptime: p.exptime,
       delta: p.delta,
+      initial: p.initial,
       number,
       outcome,
       protocol: p.protocol,

@@ -66,6 +66,9 @@ export type TargetAction =
       readonly delta: bigint;
       /** What the source answered; a target that answers otherwise has diverged and loses the key. */
       readonly expected: bigint;
+      /** Creates a missing counter at this value with `exptime` (binary incr/decr), as the source did. */
+      readonly initial: bigint | undefined;
+      readonly exptime: number;
     }
   | { readonly kind: 'flush'; readonly delay: number | undefined }
   /**
@@ -144,7 +147,16 @@ export function outcomeActions(op: Operation, rules: OutcomeRules): TargetAction
     case 'incr':
     case 'decr':
       if (outcome === 'number' && op.number !== undefined && op.delta !== undefined) {
-        return [{ kind: command, key, delta: op.delta, expected: op.number }];
+        return [
+          {
+            kind: command,
+            key,
+            delta: op.delta,
+            expected: op.number,
+            initial: op.initial,
+            exptime: op.exptime ?? 0,
+          },
+        ];
       }
       if (outcome === 'not_found') return del(key, 'absent');
       if (outcome === 'error') return skip('source_error');

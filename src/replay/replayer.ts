@@ -311,6 +311,8 @@ export class Replayer implements KeyFreshness {
         job = makeJob(action.kind, action.key, capturedMs, {
           delta: action.delta,
           expected: action.expected,
+          exptime: action.exptime,
+          ...(action.initial === undefined ? {} : { initial: action.initial }),
         });
         break;
       default:
@@ -417,6 +419,10 @@ export class Replayer implements KeyFreshness {
       return;
     }
     switch (result) {
+      case 'absent':
+        // The target lacked the key and the command did not create it: a miss there, not an applied write.
+        this.skip('target_absent');
+        return;
       case 'ok':
       case 'not_stored':
         this.c.applied++;

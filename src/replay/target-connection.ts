@@ -48,6 +48,8 @@ export interface Job {
   readonly exptime: number;
   readonly delta: bigint;
   readonly expected: bigint;
+  /** incr/decr: create a missing counter at this value (with `exptime` as its TTL); undefined: do not. */
+  readonly initial: bigint | undefined;
   /** Capture time in ms for lag, or -1 when this job does not stand for an operation. */
   readonly capturedMs: number;
   /** The opaque token once written. */
@@ -57,12 +59,14 @@ export interface Job {
 /**
  * How a job ended:
  * - `ok`: applied (or nothing to apply: delete/touch of a missing key);
- * - `not_stored`: an add-mode fill found the key there, or append/prepend found none;
+ * - `not_stored`: an add-mode fill found the key there;
+ * - `absent`: the target does not hold the key and the job did not create it
+ *   (incr/decr, append/prepend, touch): it had no effect, and the key stays a miss;
  * - `diverged`: incr/decr answered otherwise than the source; a delete follows;
  * - `failed`: the target answered with an error;
  * - `lost`: the connection went away before the outcome was known.
  */
-export type JobResult = 'ok' | 'not_stored' | 'diverged' | 'failed' | 'lost';
+export type JobResult = 'ok' | 'not_stored' | 'absent' | 'diverged' | 'failed' | 'lost';
 
 export interface TargetConnectionOptions {
   readonly maxQueued: number;
@@ -97,7 +101,7 @@ const FLUSH_BYTES = 256 * 1024;
 
 /** Whether the server always answers this job (so its reply confirms what came before). */
 function loud(kind: JobKind): boolean {
-  return kind === 'incr' || kind === 'decr' || kind === 'flush' || kind === 'fence';
+  return kind === 'incr' || kind === 'decr' || kind === 'touch' || kind === 'flush' || kind === 'fence';
 }
 
 /** Whether a job carries a key whose target copy may be stale if the job is lost. */
@@ -394,7 +398,8 @@ export class TargetConnection {
         this.ascii(this.head('md ', job.key) + ' q' + o + '\r\n');
         return;
       case 'touch':
-        this.ascii(this.head('mg ', job.key) + ' T' + job.exptime + ' q' + o + '\r\n');
+        // Not quiet: a miss (EN, which q would hide) shows the touch had no effect.
+        this.ascii(this.head('mg ', job.key) + ' T' + job.exptime + o + '\r\n');
         return;
       case 'read':
         this.ascii(this.head('mg ', job.key) + ' v q' + o + '\r\n');
@@ -406,6 +411,7 @@ export class TargetConnection {
             (job.kind === 'decr' ? ' MD' : '') +
             ' D' +
             job.delta +
+            (job.initial === undefined ? '' : ' N' + job.exptime + ' J' + job.initial) +
             ' v' +
             o +
             '\r\n',
@@ -501,12 +507,16 @@ export class TargetConnection {
     if (frame.kind !== 'meta') return 'ok';
     switch (frame.code) {
       case 'HD':
-      case 'NF':
-      case 'EN':
       case 'MN':
         return 'ok';
+      case 'NF':
+      case 'EN':
+        // A delete of a missing key did what it should; anything else did nothing.
+        return job.kind === 'delete' || job.kind === 'invalidate' || job.kind === 'diverged'
+          ? 'ok'
+          : 'absent';
       case 'NS':
-        return 'not_stored';
+        return job.kind === 'fill' ? 'not_stored' : 'absent';
       case 'VA':
         if ((job.kind === 'incr' || job.kind === 'decr') && !sameNumber(frame.value, job.expected)) {
           return 'diverged';
@@ -548,7 +558,14 @@ export function makeJob(
   kind: JobKind,
   key: Buffer,
   capturedMs: number,
-  fields: { value?: Buffer; flags?: number; exptime?: number; delta?: bigint; expected?: bigint } = {},
+  fields: {
+    value?: Buffer;
+    flags?: number;
+    exptime?: number;
+    delta?: bigint;
+    expected?: bigint;
+    initial?: bigint;
+  } = {},
 ): Job {
   return {
     kind,
@@ -558,6 +575,7 @@ export function makeJob(
     exptime: fields.exptime ?? 0,
     delta: fields.delta ?? 0n,
     expected: fields.expected ?? 0n,
+    initial: fields.initial,
     capturedMs,
     seq: 0,
   };
