@@ -16,6 +16,8 @@ import type { AddressRange } from '../capture/filter.js';
 import { CapturePipeline, type CaptureCounters } from '../capture/pipeline.js';
 import type { CloseReason, Direction, Flow, FlowListener } from '../capture/tcp-reassembly.js';
 import { startTcpdump, type TcpdumpCapture, type TcpdumpStats } from '../capture/tcpdump.js';
+import { MemcachedClient } from '../net/client.js';
+import { parserLimitsFor, readServerLimits, type ServerLimits } from '../net/server-limits.js';
 import { OperationExtractor } from '../ops/extractor.js';
 import { runCopy, type CopyOptions, type CopyProgress, type CopyReport } from './copy.js';
 import type { Operation } from '../ops/operation.js';
@@ -77,6 +79,23 @@ export interface MirrorOptions {
    * not written, so nothing stale lands and nothing deleted comes back.
    */
   readonly backfill?: BackfillOptions | undefined;
+  /**
+   * Largest value memshift reads from the capture (`--max-value`); default:
+   * the largest `item_size_max` of the source servers, read from them at start.
+   * A larger value is skipped by its length and its key invalidated.
+   */
+  readonly maxValueBytes?: number | undefined;
+  /** Live events worth a line (a server whose limits could not be read, a target going down, ...). */
+  readonly onWarning?: ((message: string) => void) | undefined;
+}
+
+/** The servers' limits memshift follows, as read at start. */
+export interface MirrorLimits {
+  /** The value bound of the capture parsers (bytes). */
+  readonly maxValueBytes: number;
+  /** `item_size_max` by server address; servers that did not answer are missing. */
+  readonly sources: Record<string, number>;
+  readonly targets: Record<string, number>;
 }
 
 export interface MirrorSummary {
@@ -89,6 +108,7 @@ export interface MirrorSummary {
   readonly ownFlowsSkipped: number;
   readonly routes: { sourcePort: number; target: string; replay: ReturnType<Replayer['status']> }[];
   readonly backfill: BackfillState[] | undefined;
+  readonly limits: MirrorLimits | undefined;
   readonly drained: boolean;
   readonly error: string | undefined;
 }
@@ -122,11 +142,14 @@ export class MirrorJob {
   private readonly backfills: BackfillState[] = [];
   private backfillRuns: Promise<unknown>[] = [];
   private readonly backfillAbort = new AbortController();
+  private limits: MirrorLimits | undefined;
+  private readonly warn: (message: string) => void;
 
   constructor(options: MirrorOptions) {
     if (options.routes.length === 0)
       throw new MemshiftError('MEMSHIFT_ERR_USAGE', 'mirror needs at least one route');
     this.options = options;
+    this.warn = options.onWarning ?? (() => {});
     this.replayers = new Map(
       options.routes.map((route) => [
         route.sourcePort,
@@ -134,6 +157,9 @@ export class MirrorJob {
           ...options.replay,
           target: route.target,
           mapped: route.mapped,
+          ...(options.replay.onWarning === undefined && options.onWarning !== undefined
+            ? { onWarning: options.onWarning }
+            : {}),
           // A recorded capture has no live source to ask for remaining TTLs: no fills then.
           ...(options.pcapFile === undefined
             ? { source: formatHostPort(options.sourceHost, route.sourcePort) }
@@ -149,6 +175,7 @@ export class MirrorJob {
   /** Starts capturing; resolves once capture is running (tcpdump listening, or the file opened). */
   async start(): Promise<void> {
     this.started = Date.now();
+    await this.readLimits();
     if (this.options.pcapFile !== undefined) {
       await stat(this.options.pcapFile).catch((err: NodeJS.ErrnoException) => {
         throw new MemshiftError(
@@ -190,6 +217,7 @@ export class MirrorJob {
       operations: { ...this.extractor.counters },
       ownFlowsSkipped: this.ownFlowsSkipped,
       backfill: this.options.backfill ? this.backfills : undefined,
+      limits: this.limits,
       routes: [...this.replayers].map(([port, replayer]) => ({
         sourcePort: port,
         target: replayer.targetName,
@@ -203,6 +231,59 @@ export class MirrorJob {
   /** Asks tcpdump for its kernel drop count now (live capture only). */
   async refreshKernelStats(): Promise<void> {
     await this.tcpdump?.requestStats();
+  }
+
+  /**
+   * Reads `item_size_max` of every source and target server (DESIGN.md
+   * invariant 8): the capture parsers take any value a source can store, and
+   * each replayer turns a write its target server could not store into a
+   * delete of the key. A server that does not answer keeps memcached's default.
+   */
+  private async readLimits(): Promise<void> {
+    const read = async (address: string): Promise<ServerLimits | undefined> => {
+      const client = new MemcachedClient(address, {
+        connections: 1,
+        requestTimeoutMs: 2000,
+        connectTimeoutMs: 2000,
+      });
+      try {
+        return { ...(await readServerLimits(client)), address };
+      } catch (err) {
+        this.warn(
+          `could not read the limits of ${address} (${err instanceof Error ? err.message : String(err)}); assuming memcached's defaults`,
+        );
+        return undefined;
+      } finally {
+        client.destroy();
+      }
+    };
+    const live = this.options.pcapFile === undefined;
+    const sourceAddresses = live
+      ? this.options.routes.map((r) => formatHostPort(this.options.sourceHost, r.sourcePort))
+      : [];
+    const [sources, targets] = await Promise.all([
+      Promise.all(sourceAddresses.map(read)),
+      Promise.all(
+        this.options.routes.map((route) => Promise.all(route.target.servers.map((s) => read(s.address)))),
+      ),
+    ]);
+    const known = (list: (ServerLimits | undefined)[]): ServerLimits[] =>
+      list.filter((l): l is ServerLimits => l !== undefined);
+    const allTargets = targets.flatMap(known);
+    for (const [i, route] of this.options.routes.entries()) {
+      this.replayers.get(route.sourcePort)?.useTargetLimits(known(targets[i] ?? []));
+    }
+    // A recorded capture has no source to ask: values as large as the targets take are read.
+    const bounding = live ? known(sources) : allTargets;
+    const limits = parserLimitsFor(bounding, this.options.maxValueBytes);
+    this.extractor.useLimits(limits);
+    const byAddress = (list: ServerLimits[]): Record<string, number> =>
+      Object.fromEntries(list.map((l) => [l.address, l.itemSizeMax]));
+    this.limits = {
+      maxValueBytes: limits.maxValueBytes,
+      sources: byAddress(known(sources)),
+      targets: byAddress(allTargets),
+    };
   }
 
   private async startLive(): Promise<void> {

@@ -26,7 +26,10 @@ import {
 export type { OperationCounters } from './session.js';
 
 export interface OperationExtractorOptions {
-  /** Bounds for each flow's parsers (line, key and value sizes). */
+  /**
+   * Bounds for each flow's parsers (line, key and value sizes). A value over
+   * the value bound is always skipped by its length, never a reason to hunt.
+   */
   readonly limits?: Limits;
   /** Most requests a flow keeps waiting for replies (default 10,000); beyond, all are given up as 'unknown'. */
   readonly maxPendingPerFlow?: number;
@@ -54,18 +57,31 @@ const UNDECIDED = null;
 
 export class OperationExtractor implements FlowListener {
   readonly counters: OperationCounters = zeroOperationCounters();
-  private readonly ctx: SessionContext;
+  private ctx: SessionContext;
   private readonly sessions = new Map<number, AnySession | typeof UNDECIDED>();
 
   constructor(sink: (op: Operation) => void, options: OperationExtractorOptions = {}) {
     this.ctx = {
       sink,
       counters: this.counters,
-      limits: options.limits ?? DEFAULT_LIMITS,
+      limits: observing(options.limits ?? DEFAULT_LIMITS),
       maxPending: Math.max(1, options.maxPendingPerFlow ?? DEFAULT_MAX_PENDING),
       settleMicros: options.settleMicros ?? DEFAULT_SETTLE_MICROS,
       hold: new QuietHold(options.holdMicros ?? DEFAULT_HOLD_MICROS, this.counters),
     };
+  }
+
+  /**
+   * Bounds for flows opened from now on (the servers' limits, once read from
+   * them; flows already followed keep theirs).
+   */
+  useLimits(limits: Limits): void {
+    this.ctx = { ...this.ctx, limits: observing(limits) };
+  }
+
+  /** The parser bounds flows opened now get. */
+  get limits(): Limits {
+    return this.ctx.limits;
   }
 
   /** Flows being followed. */
@@ -148,4 +164,9 @@ export class OperationExtractor implements FlowListener {
     this.counters.textFlows++;
     return new AsciiSession(this.ctx, flow.id, flow.midstream) as unknown as AnySession;
   }
+}
+
+/** An observer must stay in step whatever it cannot hold: over-limit values are skipped by their length. */
+function observing(limits: Limits): Limits {
+  return limits.skipOversizeValues === true ? limits : Object.freeze({ ...limits, skipOversizeValues: true });
 }

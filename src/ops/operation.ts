@@ -48,6 +48,8 @@ export interface Operation {
   readonly key: Buffer;
   /** Stored value (storage commands), or the value read (get/gat hits, when the reply carried it). */
   readonly value: Buffer | undefined;
+  /** A storage request whose value was over memshift's value limit, skipped unread (`value` undefined). */
+  readonly oversize?: boolean | undefined;
   /** Client flags sent (storage) or read (hits, when known). */
   readonly flags: number | undefined;
   /**

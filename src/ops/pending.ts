@@ -18,6 +18,8 @@ export class PendingRequest {
   /** A copy, owned by the operation this becomes. */
   key: Buffer = EMPTY;
   value: Buffer | undefined = undefined;
+  /** The value was over the value limit and skipped unread (`value` is then undefined). */
+  oversize = false;
   flags: number | undefined = undefined;
   exptime: number | undefined = undefined;
   delta: bigint | undefined = undefined;
@@ -49,6 +51,8 @@ export class PendingRequest {
   cas = false;
   /** The flow was out of step when this was queued: its reply may be another request's. */
   unsure = false;
+  /** Read after a request-side hunt, before the flow was back in step: its bytes may be a value's. */
+  hunted = false;
   /** A quiet mutation waiting in the hold (held.ts) for its outcome. */
   held = false;
   /** The outcome it was reported with before its reply could tell (held.ts); its real one is checked against it. */

@@ -19,6 +19,7 @@ import type { CloseReason } from '../capture/tcp-reassembly.js';
 import { FrameDecoder, type FrameParser } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
+import { SKIPPED_VALUE } from '../protocol/lines.js';
 import type { HoldOwner, QuietHold } from './held.js';
 import type { OpCommand, OpOutcome, Operation } from './operation.js';
 import { PendingQueue, PendingRequest } from './pending.js';
@@ -46,6 +47,8 @@ export interface OperationCounters {
   resyncs: number;
   gaps: number;
   gapBytes: number;
+  /** Storage requests whose value was over the value limit: skipped by its length, the key invalidated. */
+  oversizeValues: number;
   /** Malformed bytes (each one poisons that direction until the next message start). */
   protocolErrors: number;
   /** Requests given up because the flow's pending queue was full (mutations reported 'unknown'). */
@@ -91,6 +94,7 @@ export function zeroOperationCounters(): OperationCounters {
     gaps: 0,
     gapBytes: 0,
     protocolErrors: 0,
+    oversizeValues: 0,
     pendingDropped: 0,
     droppedReads: 0,
     adminCommands: 0,
@@ -123,6 +127,12 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   readonly connection: number;
   protected desynced: boolean;
   /**
+   * False from a request-side hunt (a gap, garbage, a mid-stream join) until
+   * the flow is back in step: a request read meanwhile may be a value's
+   * bytes that merely look like a command.
+   */
+  private requestsTrusted: boolean;
+  /**
    * Text noreply requests already reported, older than the head of the queue:
    * an error reply may still come for any of them.
    */
@@ -151,6 +161,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     this.requests = new FrameDecoder(requestParser);
     this.responses = new FrameDecoder(responseParser);
     this.desynced = midstream;
+    this.requestsTrusted = !midstream;
     this.requestHunt = midstream;
     this.responseHunt = midstream;
     this.onRequestFrame = (frame) => {
@@ -221,6 +232,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       this.desynced = true;
     }
     if (this.desynced) p.unsure = true;
+    if (!this.requestsTrusted) p.hunted = true;
     if (p.noreply && this.queue.length === 0) {
       this.giveUp(p);
       this.noreplyAhead++;
@@ -233,7 +245,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   /** Reports a held quiet request before its reply can tell its outcome (see held.ts). */
   reportEarly(p: PendingRequest, outcome: OpOutcome): void {
     p.reported = outcome;
-    this.emit(p, p.key, outcome, p.value, p.flags, undefined);
+    this.emit(p, p.key, outcome, p.hunted ? undefined : p.value, p.flags, undefined);
   }
 
   /** Removes the head (its reply has been seen), then reports the noreply requests that follow it. */
@@ -243,6 +255,17 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       this.queue.shift();
       this.giveUp(p);
       this.noreplyAhead++;
+    }
+  }
+
+  /** Keeps a request's value: a copy, or nothing when it was skipped for being over the limit. */
+  protected takeValue(p: PendingRequest, value: Buffer): void {
+    if (value === SKIPPED_VALUE) {
+      p.value = undefined;
+      p.oversize = true;
+      this.ctx.counters.oversizeValues++;
+    } else {
+      p.value = Buffer.from(value);
     }
   }
 
@@ -327,7 +350,9 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     if (p.keys !== undefined) {
       for (const key of p.keys) this.emit(p, key, 'unknown', undefined, undefined, undefined);
     } else {
-      this.emit(p, p.key, 'unknown', p.value, p.flags, undefined);
+      // A request read while hunting may have been a value's bytes: its key may be lost on the
+      // target, never written with what it carries.
+      this.emit(p, p.key, 'unknown', p.hunted ? undefined : p.value, p.flags, undefined);
     }
   }
 
@@ -351,6 +376,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       exptime: p.exptime,
       delta: p.delta,
       initial: p.initial,
+      oversize: p.oversize,
       number,
       outcome,
       protocol: p.protocol,
@@ -364,6 +390,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   protected inStep(from: number): void {
     if (!this.desynced) return;
     this.desynced = false;
+    this.requestsTrusted = true;
     for (let i = from; i < this.queue.length; i++) this.queue.at(i)!.unsure = false;
   }
 
@@ -389,6 +416,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     this.desynced = true;
     if (isRequest) {
       this.requestHunt = true;
+      this.requestsTrusted = false;
       this.requestCarry = undefined;
       this.requests.reset();
     } else {
@@ -408,6 +436,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       this.now - this.lastResponseMicros >= this.ctx.settleMicros
     ) {
       this.desynced = false;
+      this.requestsTrusted = true;
     }
   }
 

@@ -10,6 +10,7 @@
  */
 import type { Operation } from '../ops/operation.js';
 import { MemcachedClient } from '../net/client.js';
+import { itemFits, type ServerLimits } from '../net/server-limits.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import type { Pool } from '../topology/pool.js';
 import type { KeyFreshness } from './freshness.js';
@@ -84,6 +85,12 @@ export interface ReplayCounters {
   dropped: number;
   /** Remembered keys deleted on the target after it came back. */
   invalidated: number;
+  /**
+   * Keys deleted on the target instead of written, by why (the source's
+   * outcome unknown, a value over memshift's limit or the target's item
+   * size, ...); the client's own deletes are not counted here.
+   */
+  invalidatedBy: Record<string, number>;
   /** Dropped keys that could not be remembered: possibly stale on the target. */
   unrecoverable: number;
   /** Operations the target answered with an error (their keys are remembered). */
@@ -125,6 +132,7 @@ export class Replayer implements KeyFreshness {
   private readonly recent: RecentMutations;
   private readonly budget: MemoryBudget;
   private readonly lagHistogram = new LagHistogram();
+  private readonly targetLimits = new Map<string, ServerLimits>();
   private readonly warn: (message: string) => void;
   private lookups = 0;
   private closed = false;
@@ -134,6 +142,7 @@ export class Replayer implements KeyFreshness {
     skipped: {} as Record<string, number>,
     dropped: 0,
     invalidated: 0,
+    invalidatedBy: {} as Record<string, number>,
     failed: 0,
     diverged: 0,
     fillsAttempted: 0,
@@ -196,6 +205,15 @@ export class Replayer implements KeyFreshness {
       // Connect now, so ownClientPorts() can name the port before the first fill.
       this.source.version().catch(() => {});
     }
+  }
+
+  /**
+   * The largest item each target server stores (`item_size_max`, by address),
+   * read from the servers at start: a write that would not fit is turned into
+   * a delete of its key there, before it is sent.
+   */
+  useTargetLimits(limits: readonly ServerLimits[]): void {
+    for (const l of limits) this.targetLimits.set(l.address, l);
   }
 
   /** The target pool's name, for reports. */
@@ -285,8 +303,28 @@ export class Replayer implements KeyFreshness {
     return server.connections[this.perServer === 1 ? 0 : (hash >>> 16) % this.perServer] as TargetConnection;
   }
 
+  /** Whether the target server for `key` can store an item of this size (unknown limits: yes). */
+  private fits(key: Buffer, value: Buffer): boolean {
+    const server = this.servers[this.target.distribution.serverFor(key)] as Server;
+    const limits = this.targetLimits.get(server.address);
+    return limits === undefined || itemFits(limits, key.length, value.length);
+  }
+
+  private invalidatedFor(reason: string): void {
+    this.c.invalidatedBy[reason] = (this.c.invalidatedBy[reason] ?? 0) + 1;
+  }
+
   /** Queues a keyed action; `counts`: this job stands for the operation in the counters. */
   private enqueue(action: TargetAction, hash: number, capturedMs: number, counts: boolean): void {
+    if (action.kind === 'delete' && action.reason !== 'delete') this.invalidatedFor(action.reason);
+    if (
+      (action.kind === 'set' || action.kind === 'append' || action.kind === 'prepend') &&
+      !this.fits(action.key, action.value)
+    ) {
+      // The target would refuse it, and keep whatever it held: the key goes instead.
+      this.invalidatedFor('target_item_size');
+      action = { kind: 'delete', key: action.key, reason: 'too_large' };
+    }
     let job: Job;
     switch (action.kind) {
       case 'set':
@@ -378,6 +416,7 @@ export class Replayer implements KeyFreshness {
         if (!Number.isInteger(ttl)) return this.fillSkip('lookup_failed', true);
         // protocol.txt "Meta Get": t is -1 for an item that never expires.
         if (ttl === 0) return this.fillSkip('expiring', true);
+        if (!this.fits(key, value)) return this.fillSkip('too_large', true);
         const job = makeJob('fill', key, -1, { value, flags, exptime: ttl < 0 ? 0 : ttl });
         if (!this.connectionFor(key, hash).offer(job)) this.fillSkip('queue_full', true);
       },
@@ -485,6 +524,7 @@ export class Replayer implements KeyFreshness {
       skipped: { ...c.skipped },
       dropped: c.dropped,
       invalidated: c.invalidated,
+      invalidatedBy: { ...c.invalidatedBy },
       unrecoverable: this.budget.unrecoverable,
       failed: c.failed,
       diverged: c.diverged,

@@ -28,6 +28,9 @@ export interface RigOptions {
   readonly hash?: string;
   readonly host?: string;
   readonly sourceArgs?: string[];
+  /** memcached arguments of each target server, by position (default `-I 2m`). */
+  readonly targetArgs?: string[][];
+  readonly maxValueBytes?: number;
   readonly mapped?: boolean;
   readonly replay?: Partial<MirrorOptions['replay']>;
   readonly backfill?: MirrorOptions['backfill'];
@@ -40,7 +43,7 @@ export async function mirrorRig(options: RigOptions = {}): Promise<MirrorRig> {
   const source = await startMemcached({ host, args: options.sourceArgs ?? ['-I', '2m'] });
   const targets: MemcachedServer[] = [];
   for (let i = 0; i < (options.targets ?? 3); i++)
-    targets.push(await startMemcached({ host, args: ['-I', '2m'] }));
+    targets.push(await startMemcached({ host, args: options.targetArgs?.[i] ?? ['-I', '2m'] }));
   const pool = parsePoolSpec(targets.map((t) => t.address).join(','), options.hash ?? 'libmemcached-ketama', {
     name: 'new',
   });
@@ -52,6 +55,7 @@ export async function mirrorRig(options: RigOptions = {}): Promise<MirrorRig> {
     excludeClients: [],
     drainMs: 10_000,
     backfill: options.backfill,
+    maxValueBytes: options.maxValueBytes,
     replay: {
       fill: true,
       fillWindowMs: 60_000,

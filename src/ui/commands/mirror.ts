@@ -11,7 +11,7 @@ import type { Dashboard, DashboardSnapshot } from '../dashboard/server.js';
 import { addWebOptions, serveWeb } from '../web.js';
 import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
 import { formatTable } from '../format.js';
-import { UsageError, type Output } from '../options.js';
+import { parseBytes, UsageError, type Output } from '../options.js';
 
 interface MirrorFlags {
   port: string[];
@@ -38,6 +38,7 @@ interface MirrorFlags {
   log?: string;
   maxQueue: string;
   maxRemembered: string;
+  maxValue?: string;
   backfill?: boolean;
   backfillRate?: string;
   backfillMaxTtl?: string;
@@ -86,6 +87,10 @@ export function registerMirror(program: Command, out: Output): void {
     )
     .option('--max-remembered <n>', 'dropped keys remembered for invalidation per route', '1000000')
     .option(
+      '--max-value <bytes>',
+      "largest value read from the capture (default: the sources' item_size_max); larger ones invalidate their key",
+    )
+    .option(
       '--backfill',
       'also copy what the source already holds, hottest first, guarded by the live mirror',
     )
@@ -116,6 +121,7 @@ export function registerMirror(program: Command, out: Output): void {
         durationMs:
           flags.duration === undefined ? undefined : number('--duration', flags.duration, 0.001) * 1000,
         drainMs: number('--drain', flags.drain, 0) * 1000,
+        maxValueBytes: flags.maxValue === undefined ? undefined : parseBytes('--max-value', flags.maxValue),
         backfill: flags.backfill
           ? {
               ...(flags.backfillRate === undefined
