@@ -160,10 +160,11 @@ export class MirrorJob {
           ...(options.replay.onWarning === undefined && options.onWarning !== undefined
             ? { onWarning: options.onWarning }
             : {}),
-          // A recorded capture has no live source to ask for remaining TTLs: no fills then.
+          // A recorded capture has no live source to ask for remaining TTLs: no fills then; and its
+          // clock is the packets' own, so TTLs count down from the time of the packet reached.
           ...(options.pcapFile === undefined
             ? { source: formatHostPort(options.sourceHost, route.sourcePort) }
-            : { fill: false }),
+            : { fill: false, now: () => this.lastCaptureMicros / 1000 }),
         }),
       ]),
     );

@@ -57,6 +57,12 @@ export interface ReplayerOptions {
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
   readonly limits?: Limits;
+  /**
+   * The capture clock now, in ms (default: the wall clock, right for live
+   * capture; a pcap replay passes the time of the packet it has reached).
+   * Relative TTLs are counted down from the capture time by it.
+   */
+  readonly now?: () => number;
   /** Loud events (a skipped flush_all, a target going down); default: none. */
   readonly onWarning?: (message: string) => void;
 }
@@ -133,6 +139,7 @@ export class Replayer implements KeyFreshness {
   private readonly budget: MemoryBudget;
   private readonly lagHistogram = new LagHistogram();
   private readonly targetLimits = new Map<string, ServerLimits>();
+  private readonly now: () => number;
   private readonly warn: (message: string) => void;
   private lookups = 0;
   private closed = false;
@@ -168,6 +175,7 @@ export class Replayer implements KeyFreshness {
       unrecoverable: 0,
     };
     this.warn = options.onWarning ?? (() => {});
+    this.now = options.now ?? Date.now;
     this.perServer = Math.max(1, Math.floor(options.connectionsPerServer ?? 2));
     const perConnection = Math.max(2, Math.floor((options.maxQueuedPerServer ?? 65536) / this.perServer));
     const connectionOptions = {
@@ -176,6 +184,7 @@ export class Replayer implements KeyFreshness {
       backoffInitialMs: options.backoffInitialMs ?? 100,
       backoffMaxMs: options.backoffMaxMs ?? 2000,
       limits: options.limits ?? DEFAULT_LIMITS,
+      now: this.now,
     };
     const events = {
       settled: (job: Job, result: JobResult) => this.settled(job, result),
@@ -292,7 +301,7 @@ export class Replayer implements KeyFreshness {
         if (this.fillOn) this.fill(action.key, action.value, action.flags, hash);
         continue;
       }
-      this.enqueue(action, hash, counted ? -1 : capturedMs, !counted);
+      this.enqueue(action, hash, counted ? -1 : capturedMs, !counted, capturedMs);
       counted = true;
     }
     if (!counted) this.skip('sampled_out');
@@ -315,7 +324,13 @@ export class Replayer implements KeyFreshness {
   }
 
   /** Queues a keyed action; `counts`: this job stands for the operation in the counters. */
-  private enqueue(action: TargetAction, hash: number, capturedMs: number, counts: boolean): void {
+  private enqueue(
+    action: TargetAction,
+    hash: number,
+    capturedMs: number,
+    counts: boolean,
+    sourceMs: number,
+  ): void {
     if (action.kind === 'delete' && action.reason !== 'delete') this.invalidatedFor(action.reason);
     if (
       (action.kind === 'set' || action.kind === 'append' || action.kind === 'prepend') &&
@@ -332,6 +347,7 @@ export class Replayer implements KeyFreshness {
           value: action.value,
           flags: action.flags,
           exptime: action.exptime,
+          expiresAtMs: expiresAt(action.exptime, sourceMs),
         });
         break;
       case 'append':
@@ -342,7 +358,10 @@ export class Replayer implements KeyFreshness {
         job = makeJob('delete', action.key, capturedMs);
         break;
       case 'touch':
-        job = makeJob('touch', action.key, capturedMs, { exptime: action.exptime });
+        job = makeJob('touch', action.key, capturedMs, {
+          exptime: action.exptime,
+          expiresAtMs: expiresAt(action.exptime, sourceMs),
+        });
         break;
       case 'incr':
       case 'decr':
@@ -350,6 +369,7 @@ export class Replayer implements KeyFreshness {
           delta: action.delta,
           expected: action.expected,
           exptime: action.exptime,
+          expiresAtMs: expiresAt(action.exptime, sourceMs),
           ...(action.initial === undefined ? {} : { initial: action.initial }),
         });
         break;
@@ -417,7 +437,12 @@ export class Replayer implements KeyFreshness {
         // protocol.txt "Meta Get": t is -1 for an item that never expires.
         if (ttl === 0) return this.fillSkip('expiring', true);
         if (!this.fits(key, value)) return this.fillSkip('too_large', true);
-        const job = makeJob('fill', key, -1, { value, flags, exptime: ttl < 0 ? 0 : ttl });
+        const job = makeJob('fill', key, -1, {
+          value,
+          flags,
+          exptime: ttl < 0 ? 0 : ttl,
+          expiresAtMs: ttl < 0 ? 0 : this.now() + ttl * 1000,
+        });
         if (!this.connectionFor(key, hash).offer(job)) this.fillSkip('queue_full', true);
       },
       () => {
@@ -575,6 +600,19 @@ export class Replayer implements KeyFreshness {
       }),
     };
   }
+}
+
+/** protocol.txt "Expiration times": up to 30 days an exptime is relative, beyond it a unix time. */
+const RELATIVE_EXPTIME_MAX = 60 * 60 * 24 * 30;
+
+/**
+ * When a relative expiry set on the source at capture time `sourceMs` runs
+ * out, in ms of the capture clock; 0 when the exptime is absolute, never or
+ * already past (those are written as they are).
+ */
+function expiresAt(exptime: number, sourceMs: number): number {
+  if (exptime <= 0 || exptime > RELATIVE_EXPTIME_MAX || sourceMs <= 0) return 0;
+  return sourceMs + exptime * 1000;
 }
 
 export interface ReplayStatus extends ReplayCounters {

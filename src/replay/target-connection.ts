@@ -50,6 +50,11 @@ export interface Job {
   readonly expected: bigint;
   /** incr/decr: create a missing counter at this value (with `exptime` as its TTL); undefined: do not. */
   readonly initial: bigint | undefined;
+  /**
+   * When the item runs out on the source, in capture-clock ms (0: write
+   * `exptime` as it is): the TTL written is what is left of it then.
+   */
+  readonly expiresAtMs: number;
   /** Capture time in ms for lag, or -1 when this job does not stand for an operation. */
   readonly capturedMs: number;
   /** The opaque token once written. */
@@ -74,6 +79,8 @@ export interface TargetConnectionOptions {
   readonly backoffInitialMs: number;
   readonly backoffMaxMs: number;
   readonly limits: Limits;
+  /** The capture clock now (ms), to count relative TTLs down from the capture time. */
+  readonly now: () => number;
 }
 
 /** The remembered-keys budget shared by all connections of a replayer. */
@@ -373,9 +380,27 @@ export class TargetConnection {
     return '';
   }
 
+  /**
+   * The TTL to write: what is left of the source's, or undefined when
+   * nothing is. The source's clock and the target's each tick in whole
+   * seconds at their own phase, so one second less keeps the target's item
+   * from outliving the source's (and its reported TTL from being longer).
+   */
+  private ttl(job: Job): number | undefined {
+    if (job.expiresAtMs <= 0) return job.exptime;
+    const left = Math.floor((job.expiresAtMs - this.options.now()) / 1000) - 1;
+    return left >= 1 ? left : undefined;
+  }
+
   /** The meta command for a job (protocol.txt, "Meta Commands"). */
   private encode(job: Job): void {
     const o = ' O' + job.seq;
+    const ttl = this.ttl(job);
+    if (ttl === undefined && (job.kind === 'set' || job.kind === 'fill' || job.kind === 'touch')) {
+      // Expired on the source by now (or within a second): the target must not hold it either.
+      this.ascii(this.head('md ', job.key) + ' q' + o + '\r\n');
+      return;
+    }
     switch (job.kind) {
       case 'set':
       case 'append':
@@ -384,8 +409,8 @@ export class TargetConnection {
         const value = job.value as Buffer;
         const b = this.head('ms ', job.key);
         let line = ' ' + value.length + b;
-        if (job.kind === 'set') line += ' T' + job.exptime + ' F' + job.flags;
-        else if (job.kind === 'fill') line += ' ME T' + job.exptime + ' F' + job.flags;
+        if (job.kind === 'set') line += ' T' + ttl + ' F' + job.flags;
+        else if (job.kind === 'fill') line += ' ME T' + ttl + ' F' + job.flags;
         else line += job.kind === 'append' ? ' MA' : ' MP';
         this.ascii(line + ' q' + o + '\r\n');
         this.bytesOf(value);
@@ -399,7 +424,7 @@ export class TargetConnection {
         return;
       case 'touch':
         // Not quiet: a miss (EN, which q would hide) shows the touch had no effect.
-        this.ascii(this.head('mg ', job.key) + ' T' + job.exptime + o + '\r\n');
+        this.ascii(this.head('mg ', job.key) + ' T' + ttl + o + '\r\n');
         return;
       case 'read':
         this.ascii(this.head('mg ', job.key) + ' v q' + o + '\r\n');
@@ -411,7 +436,8 @@ export class TargetConnection {
             (job.kind === 'decr' ? ' MD' : '') +
             ' D' +
             job.delta +
-            (job.initial === undefined ? '' : ' N' + job.exptime + ' J' + job.initial) +
+            // No TTL left: the counter is not created, so the target answers NF (a miss, counted).
+            (job.initial === undefined || ttl === undefined ? '' : ' N' + ttl + ' J' + job.initial) +
             ' v' +
             o +
             '\r\n',
@@ -565,6 +591,7 @@ export function makeJob(
     delta?: bigint;
     expected?: bigint;
     initial?: bigint;
+    expiresAtMs?: number;
   } = {},
 ): Job {
   return {
@@ -576,6 +603,7 @@ export function makeJob(
     delta: fields.delta ?? 0n,
     expected: fields.expected ?? 0n,
     initial: fields.initial,
+    expiresAtMs: fields.expiresAtMs ?? 0,
     capturedMs,
     seq: 0,
   };
