@@ -48,7 +48,8 @@ describe('mirror: TTLs from the capture time (real memcached, real tcpdump on lo
         assert.ok(source !== undefined && source > 20, `${key}: ${source} s left on the source`);
         assert.ok(target !== undefined, `${key}: missing on the target`);
         assert.ok(target <= source, `${key}: ${target} s left on the target, ${source} s on the source`);
-        assert.ok(target >= source - 3, `${key}: ${target} s left on the target, ${source} s on the source`);
+        // Shorter by the clock margin, and by however stale the resumed target's clock still was.
+        assert.ok(target >= source - 8, `${key}: ${target} s left on the target, ${source} s on the source`);
       }
       assert.equal(await ttl(rig.targetClient.clientFor('ttl:short'), 'ttl:short'), undefined);
     } finally {

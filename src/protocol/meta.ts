@@ -15,7 +15,7 @@ import type { MetaCode, MetaCommand, MetaRequest, MetaResponse } from './ascii-f
 import type { ParseCursor } from './decoder.js';
 import { protocolError } from './errors.js';
 import { dataBlock, type LineTokens } from './lines.js';
-import type { Limits } from './limits.js';
+import { KEY_MAX_BYTES, type Limits } from './limits.js';
 import { isI32Text, isU32Text, isU64Text, readLength } from './numbers.js';
 
 const LOWER_B = 0x62; // b
@@ -187,6 +187,17 @@ export function keyNeedsBase64(key: Uint8Array): boolean {
     if (c <= 0x20 || c === 0x7f) return true;
   }
   return false;
+}
+
+/**
+ * Whether a meta command can carry `key`: as a plain word of at most 250
+ * bytes, or base64-encoded (a space or control byte in it) in at most 250
+ * characters, the longest key token memcached reads; past 187 such bytes
+ * the base64 form is too long.
+ */
+export function metaCanCarry(key: Uint8Array): boolean {
+  if (key.length > KEY_MAX_BYTES) return false;
+  return !keyNeedsBase64(key) || Math.ceil(key.length / 3) * 4 <= KEY_MAX_BYTES;
 }
 
 /** Decodes a base64 key token; undefined when it is not valid base64. */

@@ -11,6 +11,7 @@
 import type { Operation } from '../ops/operation.js';
 import { MemcachedClient } from '../net/client.js';
 import { itemFits, type ServerLimits } from '../net/server-limits.js';
+import { metaCanCarry } from '../protocol/meta.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import type { Pool } from '../topology/pool.js';
 import type { KeyFreshness } from './freshness.js';
@@ -120,7 +121,10 @@ const FILL_SLOTS = 1 << 16;
 
 interface Server {
   readonly address: string;
+  /** The meta connections keys are spread over, then the binary one once a key needed it. */
   readonly connections: TargetConnection[];
+  binary: TargetConnection | undefined;
+  readonly open: (protocol: 'meta' | 'binary') => TargetConnection;
 }
 
 export class Replayer implements KeyFreshness {
@@ -193,17 +197,19 @@ export class Replayer implements KeyFreshness {
         if (!up && !this.closed) this.warn(`target ${address ?? ''} disconnected; remembering dropped keys`);
       },
     };
-    this.servers = this.target.servers.map((server) => ({
-      address: server.address,
-      connections: Array.from(
-        { length: this.perServer },
-        () =>
-          new TargetConnection(server, connectionOptions, this.budget, {
-            ...events,
-            connectionChange: (up) => events.connectionChange(up, server.address),
-          }),
-      ),
-    }));
+    this.servers = this.target.servers.map((server) => {
+      const open = (protocol: 'meta' | 'binary'): TargetConnection =>
+        new TargetConnection(server, { ...connectionOptions, protocol }, this.budget, {
+          ...events,
+          connectionChange: (up) => events.connectionChange(up, server.address),
+        });
+      return {
+        address: server.address,
+        connections: Array.from({ length: this.perServer }, () => open('meta')),
+        binary: undefined,
+        open,
+      };
+    });
     if (options.source !== undefined && this.fillOn) {
       this.source = new MemcachedClient(options.source, {
         connections: 1,
@@ -307,8 +313,20 @@ export class Replayer implements KeyFreshness {
     if (!counted) this.skip('sampled_out');
   }
 
+  /**
+   * The connection a key is pinned to (so its writes stay in order): one of
+   * the server's meta connections, or for a key meta cannot carry (see
+   * target-binary.ts) the server's binary connection, opened the first time.
+   */
   private connectionFor(key: Buffer, hash: number): TargetConnection {
     const server = this.servers[this.target.distribution.serverFor(key)] as Server;
+    if (!metaCanCarry(key)) {
+      if (server.binary === undefined) {
+        server.binary = server.open('binary');
+        server.connections.push(server.binary);
+      }
+      return server.binary;
+    }
     return server.connections[this.perServer === 1 ? 0 : (hash >>> 16) % this.perServer] as TargetConnection;
   }
 

@@ -20,6 +20,9 @@ import { FrameDecoder } from '../protocol/decoder.js';
 import type { Limits } from '../protocol/limits.js';
 import type { Endpoint } from '../net/address.js';
 import { Ring } from '../net/ring.js';
+import { BinaryResponseParser, type BinaryResponse } from '../protocol/binary.js';
+import { BinaryOpcode } from '../protocol/binary-opcodes.js';
+import { binaryJobPackets, binaryJobResult } from './target-binary.js';
 
 export type JobKind =
   | 'set'
@@ -81,6 +84,11 @@ export interface TargetConnectionOptions {
   readonly limits: Limits;
   /** The capture clock now (ms), to count relative TTLs down from the capture time. */
   readonly now: () => number;
+  /**
+   * `binary` for the connection that carries keys meta cannot (target-binary.ts);
+   * default `meta`.
+   */
+  readonly protocol?: 'meta' | 'binary';
 }
 
 /** The remembered-keys budget shared by all connections of a replayer. */
@@ -101,6 +109,8 @@ export interface TargetEvents {
 type State = 'connecting' | 'open' | 'down' | 'closed';
 
 const BATCH_BYTES = 64 * 1024;
+/** Seconds taken off a relative TTL for the servers' coarse clocks (see ttl()). */
+const CLOCK_MARGIN_S = 2;
 /** Values this large are written as their own part rather than copied into the batch. */
 const BIG_VALUE = 8 * 1024;
 /** Bytes written per flush before the socket gets a chance to drain. */
@@ -131,6 +141,8 @@ export class TargetConnection {
   private readonly remembered = new Set<string>();
   private socket: Socket | undefined;
   private decoder: FrameDecoder<AsciiResponse>;
+  private binaryDecoder: FrameDecoder<BinaryResponse> | undefined;
+  private readonly binary: boolean;
   private state: State = 'connecting';
   private failures = 0;
   private nextSeq = 1;
@@ -150,6 +162,7 @@ export class TargetConnection {
     this.options = options;
     this.budget = budget;
     this.events = events;
+    this.binary = options.protocol === 'binary';
     this.decoder = new FrameDecoder(new AsciiResponseParser(options.limits));
     this.dial();
   }
@@ -228,6 +241,7 @@ export class TargetConnection {
     const socket = connect({ host: this.endpoint.host, port: this.endpoint.port, noDelay: true });
     this.socket = socket;
     this.decoder = new FrameDecoder(new AsciiResponseParser(this.options.limits));
+    if (this.binary) this.binaryDecoder = new FrameDecoder(new BinaryResponseParser(this.options.limits));
     const timer = setTimeout(() => socket.destroy(), this.options.connectTimeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -326,8 +340,9 @@ export class TargetConnection {
       if (this.batchAt >= BATCH_BYTES - 512) this.sendBatch(socket);
     }
     if (this.quietUnconfirmed) {
-      this.inflight.push(fence());
-      this.ascii('mn\r\n');
+      const f = fence();
+      this.inflight.push(f);
+      this.encode(f);
       this.quietUnconfirmed = false;
     }
     this.sendBatch(socket);
@@ -382,20 +397,26 @@ export class TargetConnection {
 
   /**
    * The TTL to write: what is left of the source's, or undefined when
-   * nothing is. The source's clock and the target's each tick in whole
-   * seconds at their own phase, so one second less keeps the target's item
-   * from outliving the source's (and its reported TTL from being longer).
+   * nothing is. memcached's clock is a whole-second counter moved by a timer,
+   * which a busy server runs late: the source may have stamped the item up to
+   * a second early on top of the tick phase, so two seconds less keep the
+   * target's item from outliving the source's (and its reported TTL from
+   * being longer).
    */
   private ttl(job: Job): number | undefined {
     if (job.expiresAtMs <= 0) return job.exptime;
-    const left = Math.floor((job.expiresAtMs - this.options.now()) / 1000) - 1;
+    const left = Math.floor((job.expiresAtMs - this.options.now()) / 1000) - CLOCK_MARGIN_S;
     return left >= 1 ? left : undefined;
   }
 
   /** The meta command for a job (protocol.txt, "Meta Commands"). */
   private encode(job: Job): void {
-    const o = ' O' + job.seq;
     const ttl = this.ttl(job);
+    if (this.binary) {
+      for (const part of binaryJobPackets(job, ttl)) this.bytesOf(part);
+      return;
+    }
+    const o = ' O' + job.seq;
     if (ttl === undefined && (job.kind === 'set' || job.kind === 'fill' || job.kind === 'touch')) {
       // Expired on the source by now (or within a second): the target must not hold it either.
       this.ascii(this.head('md ', job.key) + ' q' + o + '\r\n');
@@ -455,7 +476,8 @@ export class TargetConnection {
   private onData(socket: Socket, chunk: Buffer): void {
     if (this.socket !== socket) return;
     try {
-      this.decoder.push(chunk, (frame) => this.onReply(frame));
+      if (this.binaryDecoder) this.binaryDecoder.push(chunk, (res) => this.onBinaryReply(res));
+      else this.decoder.push(chunk, (frame) => this.onReply(frame));
     } catch {
       // Unreadable replies: pairing is lost, so is the connection; its jobs are remembered.
       socket.destroy();
@@ -492,10 +514,26 @@ export class TargetConnection {
     this.socket?.destroy();
   }
 
-  private settleUntil(isIt: (job: Job) => boolean, frame: AsciiResponse): void {
+  /** A binary reply names its job by opaque (every job's is its sequence number), a fence by opcode. */
+  private onBinaryReply(res: BinaryResponse): void {
+    if (res.opcode === BinaryOpcode.Noop) {
+      this.settleUntil(
+        (job) => job.kind === 'fence',
+        () => 'ok',
+      );
+      return;
+    }
+    const seq = res.opaque;
+    this.settleUntil(
+      (job) => job.seq === seq,
+      (job) => binaryJobResult(job, res),
+    );
+  }
+
+  private settleUntil(isIt: (job: Job) => boolean, frame: AsciiResponse | ((job: Job) => JobResult)): void {
     for (let job = this.inflight.shift(); job; job = this.inflight.shift()) {
       if (isIt(job)) {
-        this.finish(job, this.resultOf(job, frame));
+        this.finish(job, typeof frame === 'function' ? frame(job) : this.resultOf(job, frame));
         return;
       }
       this.finish(job, loud(job.kind) ? 'failed' : 'ok');
