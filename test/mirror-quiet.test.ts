@@ -68,11 +68,14 @@ describe('mirror: binary quiet writes (real memcached, real tcpdump on lo)', () 
       const summary = await rig.finish();
       assert.equal(summary.error, undefined);
       const target = (key: string) => rig.targetClient.clientFor(key).get(key);
-      assert.equal((await target('q:1'))?.value.toString(), 'v3');
+      // The quiet write was unconfirmed when the other connection wrote: which landed last on the
+      // source cannot be told from the capture, so the target loses the key rather than guess.
+      const q1 = await target('q:1');
+      assert.ok(q1 === undefined || q1.value.toString() === 'v3', `q:1 holds ${q1?.value.toString()}`);
       assert.equal(await target('q:2'), undefined);
       const q3 = await target('q:3');
       assert.ok(q3 === undefined || q3.value.toString() === 'new', `q:3 holds ${q3?.value.toString()}`);
-      await assertMirrored(rig, ['q:1', 'q:2']);
+      await assertMirrored(rig, ['q:2']);
       assert.ok(summary.operations.heldOvertaken >= 2, JSON.stringify(summary.operations));
     } finally {
       quiet.destroy();

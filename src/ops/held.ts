@@ -9,15 +9,23 @@
  * quiet request until then would apply it late, after newer writes, and put
  * an old value back on the target.
  *
- * So a held quiet mutation is reported early, with the outcome the target can
- * safely follow, when it has been held for `holdMicros` (capture time) or
- * when another connection sends a request for the same key, whichever comes
- * first:
- * - set and delete are unconditional: their silent outcome (stored,
- *   deleted) is what almost surely happened, and a late error reply revokes
- *   it (the target then loses the key: a miss, never wrong data);
- * - every conditional one (add, replace, cas, append, prepend, incr, decr,
- *   touch) is reported 'unknown', which deletes the key on the target.
+ * So a held quiet mutation is reported early, when it has been held for
+ * `holdMicros` (capture time) or when another connection sends a request for
+ * the same key, whichever comes first.
+ *
+ * Held to its bound, it is reported with the outcome the target can safely
+ * follow: set and delete are unconditional, their silent outcome (stored,
+ * deleted) is what almost surely happened, and a late error reply revokes it
+ * (the target then loses the key: a miss, never wrong data); every
+ * conditional one (add, replace, cas, append, prepend, incr, decr, touch) is
+ * reported 'unknown', which deletes the key on the target.
+ *
+ * Overtaken by another connection's request, the order of the two on the
+ * source is not known: no reply bounds when the server applied the quiet one
+ * (a client may still be sending it, a busy worker thread may still hold it),
+ * so either may have been applied last. The quiet one is reported 'unknown'
+ * and the overtaking request is marked contested: the key is deleted on the
+ * target once it has been reported, and a read of it fills nothing.
  */
 import type { OpOutcome } from './operation.js';
 import type { PendingRequest } from './pending.js';
@@ -111,25 +119,29 @@ export class QuietHold {
 
   /**
    * `connection` sent a request for `key`: quiet mutations of other
-   * connections held on that key are reported now, so they reach the target
-   * before it.
+   * connections held on that key are reported now ('unknown'), so they reach
+   * the target before it. True when there were any: the request is contested.
    */
-  overtake(key: Buffer, connection: number): void {
-    if (this.byKey.size === 0 || key.length === 0) return;
+  overtake(key: Buffer, connection: number): boolean {
+    if (this.byKey.size === 0 || key.length === 0) return false;
     const text = key.toString('latin1');
     const list = this.byKey.get(text);
-    if (list === undefined) return;
+    if (list === undefined) return false;
     let kept = 0;
+    let overtaken = false;
     for (const entry of list.slice()) {
       if (entry.owner.connection === connection) {
         list[kept++] = entry;
         continue;
       }
       this.counters.heldOvertaken++;
-      this.release(entry);
+      overtaken = true;
+      entry.p.held = false;
+      entry.owner.reportEarly(entry.p, 'unknown');
     }
     list.length = kept;
     if (kept === 0) this.byKey.delete(text);
+    return overtaken;
   }
 
   /** Reports every request held past its bound at capture time `nowMicros`. */

@@ -51,6 +51,11 @@ export class PendingRequest {
   cas = false;
   /** The flow was out of step when this was queued: its reply may be another request's. */
   unsure = false;
+  /**
+   * Sent while another connection's quiet write to the key was unconfirmed:
+   * which of the two the source applied last is not known (held.ts).
+   */
+  contested = false;
   /** Read after a request-side hunt, before the flow was back in step: its bytes may be a value's. */
   hunted = false;
   /** A quiet mutation waiting in the hold (held.ts) for its outcome. */

@@ -224,7 +224,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   /** Queues a request that expects a reply (or may be answered silently). */
   protected enqueue(p: PendingRequest): void {
     // Quiet writes of other connections to this key reach the target before this request.
-    if (p.keys === undefined) this.ctx.hold.overtake(p.key, this.connection);
+    if (p.keys === undefined && this.ctx.hold.overtake(p.key, this.connection)) p.contested = true;
     if (this.queue.length >= this.ctx.maxPending) {
       // The server is not answering, or its replies are not being seen: give up on everything pending.
       this.ctx.counters.pendingDropped += this.queue.length;
@@ -245,7 +245,8 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   /** Reports a held quiet request before its reply can tell its outcome (see held.ts). */
   reportEarly(p: PendingRequest, outcome: OpOutcome): void {
     p.reported = outcome;
-    this.emit(p, p.key, outcome, p.hunted ? undefined : p.value, p.flags, undefined);
+    // 'unknown' carries no value: the key is deleted on the target, whatever the command.
+    this.emit(p, p.key, outcome, p.hunted || outcome === 'unknown' ? undefined : p.value, p.flags, undefined);
   }
 
   /** Removes the head (its reply has been seen), then reports the noreply requests that follow it. */
@@ -295,8 +296,13 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
    */
   private lateOutcome(p: PendingRequest, outcome: OpOutcome): void {
     if (p.reported === outcome || p.reported === 'unknown' || p.command !== 'set' || p.unsure) return;
+    this.ctx.counters.heldRevoked++;
+    this.invalidate(p, 'revoked');
+  }
+
+  /** Deletes `p`'s key on the target after what was reported for it (`why` names the reason). */
+  private invalidate(p: PendingRequest, why: 'revoked' | 'contested'): void {
     const c = this.ctx.counters;
-    c.heldRevoked++;
     c.operations++;
     c.commands.delete++;
     this.ctx.sink({
@@ -311,7 +317,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       protocol: p.protocol,
       connection: this.connection,
       timestampMicros: p.timestampMicros,
-      name: 'revoked',
+      name: why,
     });
   }
 
@@ -365,6 +371,11 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     number: bigint | undefined,
   ): void {
     const c = this.ctx.counters;
+    if (p.contested && (p.command === 'get' || p.command === 'gat')) {
+      // Its value may predate or follow the contested write: nothing to fill from it.
+      c.droppedReads++;
+      return;
+    }
     c.operations++;
     c.commands[p.command]++;
     if (outcome === 'unknown') c.unknownOutcomes++;
@@ -384,6 +395,8 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       timestampMicros: p.timestampMicros,
       name: p.name,
     });
+    // Contested: whichever write the source applied last, the target must not guess.
+    if (p.contested) this.invalidate(p, 'contested');
   }
 
   /** A reply proved which request it answers: requests queued after that one are in step. */
