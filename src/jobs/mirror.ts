@@ -176,7 +176,7 @@ export class MirrorJob {
   /** Starts capturing; resolves once capture is running (tcpdump listening, or the file opened). */
   async start(): Promise<void> {
     this.started = Date.now();
-    await this.readLimits();
+    const unread = await this.readLimits();
     if (this.options.pcapFile !== undefined) {
       await stat(this.options.pcapFile).catch((err: NodeJS.ErrnoException) => {
         throw new MemshiftError(
@@ -191,6 +191,12 @@ export class MirrorJob {
     } else {
       await this.startLive();
       if (this.options.backfill) this.startBackfill(this.options.backfill);
+    }
+    // Told once capture runs, so a capture that cannot start says only why.
+    if (unread.length > 0) {
+      this.warn(
+        `could not read item_size_max from ${unread.join(', ')}; assuming memcached's default (1 MiB)`,
+      );
     }
     if (this.options.durationMs !== undefined) {
       const timer = setTimeout(() => void this.stop(), this.options.durationMs);
@@ -240,7 +246,8 @@ export class MirrorJob {
    * each replayer turns a write its target server could not store into a
    * delete of the key. A server that does not answer keeps memcached's default.
    */
-  private async readLimits(): Promise<void> {
+  private async readLimits(): Promise<string[]> {
+    const unread: string[] = [];
     const read = async (address: string): Promise<ServerLimits | undefined> => {
       const client = new MemcachedClient(address, {
         connections: 1,
@@ -249,10 +256,8 @@ export class MirrorJob {
       });
       try {
         return { ...(await readServerLimits(client)), address };
-      } catch (err) {
-        this.warn(
-          `could not read the limits of ${address} (${err instanceof Error ? err.message : String(err)}); assuming memcached's defaults`,
-        );
+      } catch {
+        unread.push(address);
         return undefined;
       } finally {
         client.destroy();
@@ -284,6 +289,20 @@ export class MirrorJob {
       maxValueBytes: limits.maxValueBytes,
       sources: byAddress(known(sources)),
       targets: byAddress(allTargets),
+    };
+    return unread;
+  }
+
+  /** What is being captured, for the line that says capture is running. */
+  captureInfo(): {
+    readonly interface: string;
+    readonly filter: string | undefined;
+    readonly file: string | undefined;
+  } {
+    return {
+      interface: this.options.interface,
+      filter: this.tcpdump?.args.at(-1),
+      file: this.options.pcapFile,
     };
   }
 

@@ -398,6 +398,10 @@ export class Replayer implements KeyFreshness {
     if (conn.offer(job)) return;
     conn.remember(action.key);
     if (counts) this.c.dropped++;
+    this.warn(
+      `target ${conn.endpoint.address} is not taking writes (down or its queue full): ` +
+        'dropping them and remembering their keys for deletion',
+    );
   }
 
   private read(op: Operation, hash: number, capturedMs: number): boolean {

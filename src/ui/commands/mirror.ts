@@ -12,6 +12,7 @@ import { addWebOptions, serveWeb } from '../web.js';
 import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
 import { formatTable } from '../format.js';
 import { parseBytes, UsageError, type Output } from '../options.js';
+import { Warnings } from '../warnings.js';
 
 interface MirrorFlags {
   port: string[];
@@ -110,7 +111,10 @@ export function registerMirror(program: Command, out: Output): void {
         '  memshift mirror --pcap traffic.pcap --speed 2 --to new --pools pools.yaml',
     )
     .action(async (flags: MirrorFlags) => {
+      const log = flags.log === undefined ? undefined : openLog(flags.log);
+      const warnings = new Warnings((line) => process.stderr.write(line), log);
       const job = new MirrorJob({
+        onWarning: (message) => warnings.warn(message),
         routes: routesFrom(flags),
         sourceHost: flags.sourceHost,
         interface: flags.interface,
@@ -143,7 +147,6 @@ export function registerMirror(program: Command, out: Output): void {
           maxRememberedKeys: number('--max-remembered', flags.maxRemembered, 0),
         },
       });
-      const log = flags.log === undefined ? undefined : openLog(flags.log);
       log?.({
         event: 'start',
         routes: job.summary().routes.map((r) => ({ port: r.sourcePort, target: r.target })),
@@ -158,6 +161,9 @@ export function registerMirror(program: Command, out: Output): void {
       let dashboard: Dashboard | undefined;
       try {
         await job.start();
+        const started = startedLine(job);
+        process.stderr.write(`${started}\n`);
+        log?.({ event: 'capturing', message: started, ...job.captureInfo(), limits: job.summary().limits });
         dashboard = await serveWeb(flags, 'mirror', () => mirrorSnapshot(job.summary()));
         if (dashboard) log?.({ event: 'web', url: dashboard.url });
         status.start();
@@ -253,6 +259,25 @@ function parseExclusion(text: string): AddressRange {
   } catch (err) {
     throw new UsageError(`--exclude-client: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/** The line that says capture runs: where, with which kernel filter, into which pools, values up to what. */
+function startedLine(job: MirrorJob): string {
+  const info = job.captureInfo();
+  const s = job.summary();
+  const where =
+    info.file === undefined
+      ? `capturing on ${info.interface} (filter: ${info.filter ?? '?'})`
+      : `replaying ${info.file}`;
+  const routes = s.routes.map((r) => `${r.sourcePort} -> ${r.target}`).join(', ');
+  const limit = s.limits === undefined ? '' : `; values up to ${formatBytes(s.limits.maxValueBytes)}`;
+  return `memshift mirror: ${where}; ${routes}${limit}`;
+}
+
+function formatBytes(n: number): string {
+  if (n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
 }
 
 type Log = ((record: Record<string, unknown>) => void) & { close(): Promise<void> };
