@@ -524,6 +524,21 @@ describe('long quiet batches and admin replies', () => {
   });
 });
 
+describe('memory of pending requests', () => {
+  it('keeps no value past the pending byte budget: the key is reported without it, pairing intact', () => {
+    const h = harness({ maxPendingBytes: 10 });
+    h.send('request', `set big 0 0 20\r\n${'x'.repeat(20)}\r\nset small 0 0 2\r\nok\r\n`);
+    h.send('response', 'STORED\r\nSTORED\r\n');
+    assert.deepEqual(h.ops.map(show), [
+      'text set big stored flags=0 exp=0',
+      'text set small stored value=ok flags=0 exp=0',
+    ]);
+    assert.equal(h.ops[0]!.oversize, true);
+    assert.equal(h.extractor.counters.shedValues, 1);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+});
+
 describe('gaps, mid-stream joins and garbage', () => {
   it('a request gap reports pending mutations as unknown, resyncs at the next command, trusts replies once idle', () => {
     const h = harness({ settleMicros: 1000 });

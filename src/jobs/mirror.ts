@@ -22,7 +22,8 @@ import { OperationExtractor } from '../ops/extractor.js';
 import { runCopy, type CopyOptions, type CopyProgress, type CopyReport } from './copy.js';
 import type { Operation } from '../ops/operation.js';
 import { MemshiftError } from '../protocol/errors.js';
-import { Replayer, type ReplayerOptions } from '../replay/replayer.js';
+import { DEFAULT_QUEUE_BYTES, Replayer, type ReplayerOptions } from '../replay/replayer.js';
+import { ByteBudget } from '../ops/budget.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
 
 const STOP_GRACE_MS = 1200;
@@ -85,6 +86,10 @@ export interface MirrorOptions {
    * A larger value is skipped by its length and its key invalidated.
    */
   readonly maxValueBytes?: number | undefined;
+  /** Bytes all routes' queued writes may hold together (default 256 MiB). */
+  readonly maxQueueBytes?: number | undefined;
+  /** Bytes the values of captured requests awaiting replies may hold (default 128 MiB). */
+  readonly maxPendingBytes?: number | undefined;
   /** Live events worth a line (a server whose limits could not be read, a target going down, ...). */
   readonly onWarning?: ((message: string) => void) | undefined;
 }
@@ -104,6 +109,8 @@ export interface MirrorSummary {
   readonly capture: CaptureCounters;
   readonly kernel: TcpdumpStats | undefined;
   readonly operations: OperationExtractor['counters'];
+  /** Bytes held by captured values awaiting their replies, and the budget. */
+  readonly pendingBytes: { used: number; max: number };
   /** Flows of memshift's own connections to the source, left out. */
   readonly ownFlowsSkipped: number;
   readonly routes: { sourcePort: number; target: string; replay: ReturnType<Replayer['status']> }[];
@@ -150,6 +157,8 @@ export class MirrorJob {
       throw new MemshiftError('MEMSHIFT_ERR_USAGE', 'mirror needs at least one route');
     this.options = options;
     this.warn = options.onWarning ?? (() => {});
+    // One budget for every route's queues: the process's memory is what is bounded.
+    const queueBudget = new ByteBudget(options.maxQueueBytes ?? DEFAULT_QUEUE_BYTES);
     this.replayers = new Map(
       options.routes.map((route) => [
         route.sourcePort,
@@ -157,6 +166,7 @@ export class MirrorJob {
           ...options.replay,
           target: route.target,
           mapped: route.mapped,
+          queueBudget,
           ...(options.replay.onWarning === undefined && options.onWarning !== undefined
             ? { onWarning: options.onWarning }
             : {}),
@@ -168,7 +178,10 @@ export class MirrorJob {
         }),
       ]),
     );
-    this.extractor = new OperationExtractor((op) => this.onOperation(op));
+    this.extractor = new OperationExtractor(
+      (op) => this.onOperation(op),
+      options.maxPendingBytes === undefined ? {} : { maxPendingBytes: options.maxPendingBytes },
+    );
     this.pipeline = this.newPipeline();
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
@@ -222,6 +235,7 @@ export class MirrorJob {
       capture: [...this.pastPasses, this.pipeline.counters].reduce(sumCounters),
       kernel: this.tcpdump ? { ...this.tcpdump.stats } : undefined,
       operations: { ...this.extractor.counters },
+      pendingBytes: this.extractor.pendingBytes,
       ownFlowsSkipped: this.ownFlowsSkipped,
       backfill: this.options.backfill ? this.backfills : undefined,
       limits: this.limits,

@@ -14,6 +14,7 @@ import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import { AsciiSession } from './ascii-pairing.js';
 import { BinarySession } from './binary-pairing.js';
 import type { Operation } from './operation.js';
+import { ByteBudget } from './budget.js';
 import { QuietHold } from './held.js';
 import { firstTextRequest, huntBinary } from './resync.js';
 import {
@@ -44,11 +45,19 @@ export interface OperationExtractorOptions {
    * before it is reported anyway (capture time; default 100 ms; see held.ts).
    */
   readonly holdMicros?: number;
+  /**
+   * Bytes the values of requests awaiting their replies may hold, over all
+   * flows (default 128 MiB); beyond, a value is not kept and its key is
+   * invalidated on the target.
+   */
+  readonly maxPendingBytes?: number;
 }
 
 const DEFAULT_MAX_PENDING = 10_000;
 const DEFAULT_SETTLE_MICROS = 1_000_000;
 const DEFAULT_HOLD_MICROS = 100_000;
+/** With the replay queues' 256 MiB, fits the systemd unit's MemoryMax=1G with room for the runtime. */
+const DEFAULT_PENDING_BYTES = 128 * 1024 * 1024;
 
 type AnySession = PairingSession<unknown, unknown>;
 
@@ -68,6 +77,7 @@ export class OperationExtractor implements FlowListener {
       maxPending: Math.max(1, options.maxPendingPerFlow ?? DEFAULT_MAX_PENDING),
       settleMicros: options.settleMicros ?? DEFAULT_SETTLE_MICROS,
       hold: new QuietHold(options.holdMicros ?? DEFAULT_HOLD_MICROS, this.counters),
+      pendingBytes: new ByteBudget(options.maxPendingBytes ?? DEFAULT_PENDING_BYTES),
     };
   }
 
@@ -77,6 +87,11 @@ export class OperationExtractor implements FlowListener {
    */
   useLimits(limits: Limits): void {
     this.ctx = { ...this.ctx, limits: observing(limits) };
+  }
+
+  /** Bytes the values of requests awaiting replies hold now, and may hold. */
+  get pendingBytes(): { used: number; max: number } {
+    return { used: this.ctx.pendingBytes.used, max: this.ctx.pendingBytes.max };
   }
 
   /** The parser bounds flows opened now get. */

@@ -20,6 +20,8 @@ export class PendingRequest {
   value: Buffer | undefined = undefined;
   /** The value was over the value limit and skipped unread (`value` is then undefined). */
   oversize = false;
+  /** Bytes of the pending budget this request holds until it is reported. */
+  charged = 0;
   flags: number | undefined = undefined;
   exptime: number | undefined = undefined;
   delta: bigint | undefined = undefined;

@@ -20,6 +20,7 @@ import { FrameDecoder, type FrameParser } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
 import { SKIPPED_VALUE } from '../protocol/lines.js';
+import type { ByteBudget } from './budget.js';
 import type { HoldOwner, QuietHold } from './held.js';
 import type { OpCommand, OpOutcome, Operation } from './operation.js';
 import { PendingQueue, PendingRequest } from './pending.js';
@@ -49,6 +50,8 @@ export interface OperationCounters {
   gapBytes: number;
   /** Storage requests whose value was over the value limit: skipped by its length, the key invalidated. */
   oversizeValues: number;
+  /** Values not kept while awaiting their reply, the pending byte budget being spent: the key is invalidated. */
+  shedValues: number;
   /** Malformed bytes (each one poisons that direction until the next message start). */
   protocolErrors: number;
   /** Requests given up because the flow's pending queue was full (mutations reported 'unknown'). */
@@ -95,6 +98,7 @@ export function zeroOperationCounters(): OperationCounters {
     gapBytes: 0,
     protocolErrors: 0,
     oversizeValues: 0,
+    shedValues: 0,
     pendingDropped: 0,
     droppedReads: 0,
     adminCommands: 0,
@@ -113,6 +117,8 @@ export interface SessionContext {
   readonly settleMicros: number;
   /** Quiet mutations of every session of the extractor, reported in time and in key order. */
   readonly hold: QuietHold;
+  /** Bytes the values of requests awaiting replies may hold, over every flow. */
+  readonly pendingBytes: ByteBudget;
 }
 
 /** Bytes kept from the end of a chunk while hunting, so a message start split across chunks is still found. */
@@ -230,6 +236,15 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       this.ctx.counters.pendingDropped += this.queue.length;
       this.flushPending();
       this.desynced = true;
+    }
+    if (p.value !== undefined && p.value.length > 0) {
+      if (this.ctx.pendingBytes.take(p.value.length)) p.charged = p.value.length;
+      else {
+        // No room to keep it until its reply: its key is invalidated instead of written.
+        p.value = undefined;
+        p.oversize = true;
+        this.ctx.counters.shedValues++;
+      }
     }
     if (this.desynced) p.unsure = true;
     if (!this.requestsTrusted) p.hunted = true;
@@ -370,6 +385,10 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     flags: number | undefined,
     number: bigint | undefined,
   ): void {
+    if (p.charged > 0) {
+      this.ctx.pendingBytes.give(p.charged);
+      p.charged = 0;
+    }
     const c = this.ctx.counters;
     if (p.contested && (p.command === 'get' || p.command === 'gat')) {
       // Its value may predate or follow the contested write: nothing to fill from it.

@@ -11,6 +11,7 @@
 import type { Operation } from '../ops/operation.js';
 import { MemcachedClient } from '../net/client.js';
 import { itemFits, type ServerLimits } from '../net/server-limits.js';
+import { ByteBudget } from '../ops/budget.js';
 import { metaCanCarry } from '../protocol/meta.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import type { Pool } from '../topology/pool.js';
@@ -48,6 +49,11 @@ export interface ReplayerOptions {
   readonly flush?: 'skip' | 'all-targets';
   /** Commands queued or unconfirmed per target server before operations are dropped (default 65536). */
   readonly maxQueuedPerServer?: number;
+  /**
+   * Bytes all queued writes may hold (keys, values, bookkeeping), shared with
+   * other replayers given the same budget (default 256 MiB of its own).
+   */
+  readonly queueBudget?: ByteBudget;
   /** Keys remembered for deletion after drops or failures, over all servers (default 1,000,000). */
   readonly maxRememberedKeys?: number;
   /** Slots of the key → last mutation table behind `changedSince` (default 2^20, 8 bytes each). */
@@ -111,9 +117,15 @@ export interface ReplayCounters {
   fills: { attempted: number; applied: number; skipped: number; skippedBy: Record<string, number> };
   /** Bytes written to the target. */
   bytes: number;
+  /** Bytes the queued writes hold now, of the queue budget (shared when the budget is). */
+  queuedBytes: number;
+  queueBudgetBytes: number;
   /** Capture time to target reply, for applied operations. */
   lag: { p50: number; p99: number; max: number };
 }
+
+/** Fits the systemd unit's MemoryMax=1G with the capture's own budget and the runtime beside it. */
+export const DEFAULT_QUEUE_BYTES = 256 * 1024 * 1024;
 
 /** Lookups of remaining TTL on the source at a time, at most. */
 const MAX_LOOKUPS = 256;
@@ -177,6 +189,7 @@ export class Replayer implements KeyFreshness {
       remembered: 0,
       maxRemembered: options.maxRememberedKeys ?? 1_000_000,
       unrecoverable: 0,
+      queued: options.queueBudget ?? new ByteBudget(DEFAULT_QUEUE_BYTES),
     };
     this.warn = options.onWarning ?? (() => {});
     this.now = options.now ?? Date.now;
@@ -399,7 +412,7 @@ export class Replayer implements KeyFreshness {
     conn.remember(action.key);
     if (counts) this.c.dropped++;
     this.warn(
-      `target ${conn.endpoint.address} is not taking writes (down or its queue full): ` +
+      `target ${conn.endpoint.address} is not taking writes (down, or its queue or the byte budget full): ` +
         'dropping them and remembering their keys for deletion',
     );
   }
@@ -584,6 +597,8 @@ export class Replayer implements KeyFreshness {
         skippedBy: { ...c.fillSkippedBy },
       },
       bytes,
+      queuedBytes: this.budget.queued.used,
+      queueBudgetBytes: this.budget.queued.max,
       lag: {
         p50: this.lagHistogram.quantile(0.5),
         p99: this.lagHistogram.quantile(0.99),

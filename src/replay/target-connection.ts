@@ -20,6 +20,7 @@ import { FrameDecoder } from '../protocol/decoder.js';
 import type { Limits } from '../protocol/limits.js';
 import type { Endpoint } from '../net/address.js';
 import { Ring } from '../net/ring.js';
+import type { ByteBudget } from '../ops/budget.js';
 import { BinaryResponseParser, type BinaryResponse } from '../protocol/binary.js';
 import { BinaryOpcode } from '../protocol/binary-opcodes.js';
 import { binaryJobPackets, binaryJobResult } from './target-binary.js';
@@ -97,6 +98,15 @@ export interface MemoryBudget {
   readonly maxRemembered: number;
   /** Keys that could not be remembered: their target copy may be stale and nothing will fix it. */
   unrecoverable: number;
+  /** Bytes of every queued job (key, value, bookkeeping), over all connections of all replayers. */
+  readonly queued: ByteBudget;
+}
+
+/** What a queued job costs beyond its key and value: the job object and its ring slot, roughly. */
+const JOB_OVERHEAD_BYTES = 160;
+
+function cost(job: Job): number {
+  return JOB_OVERHEAD_BYTES + job.key.length + (job.value?.length ?? 0);
 }
 
 export interface TargetEvents {
@@ -203,7 +213,9 @@ export class TargetConnection {
       }
     }
     if (!this.hasRoom(1)) return false;
-    this.push(job);
+    // Out of bytes: dropped like a full queue (the caller remembers the key for deletion).
+    if (!this.budget.queued.take(cost(job))) return false;
+    this.push(job, true);
     return true;
   }
 
@@ -232,7 +244,9 @@ export class TargetConnection {
     if (this.remembered.delete(text)) this.budget.remembered--;
   }
 
-  private push(job: Job): void {
+  /** Queues a job; its bytes are charged here unless `taken` already. */
+  private push(job: Job, taken = false): void {
+    if (!taken) this.budget.queued.charge(cost(job));
     this.unsent.push(job);
     if (this.state === 'open') this.scheduleFlush();
   }
@@ -293,6 +307,7 @@ export class TargetConnection {
   private failAll(remember: boolean): void {
     for (const queue of [this.inflight, this.unsent]) {
       for (let job = queue.shift(); job; job = queue.shift()) {
+        this.budget.queued.give(cost(job));
         if (job.kind === 'fence') continue;
         if (remember && guards(job.kind)) this.remember(job.key);
         this.events.settled(job, 'lost');
@@ -341,6 +356,7 @@ export class TargetConnection {
     }
     if (this.quietUnconfirmed) {
       const f = fence();
+      this.budget.queued.charge(cost(f));
       this.inflight.push(f);
       this.encode(f);
       this.quietUnconfirmed = false;
@@ -592,6 +608,7 @@ export class TargetConnection {
   }
 
   private finish(job: Job, result: JobResult): void {
+    this.budget.queued.give(cost(job));
     if (job.kind === 'fence') return;
     if (result === 'failed' && (job.kind === 'invalidate' || job.kind === 'diverged')) {
       // The delete itself was refused (a key the server cannot take): retrying would loop.

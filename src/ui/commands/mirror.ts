@@ -40,6 +40,8 @@ interface MirrorFlags {
   maxQueue: string;
   maxRemembered: string;
   maxValue?: string;
+  maxQueueBytes: string;
+  maxPendingBytes: string;
   backfill?: boolean;
   backfillRate?: string;
   backfillMaxTtl?: string;
@@ -88,6 +90,16 @@ export function registerMirror(program: Command, out: Output): void {
     )
     .option('--max-remembered <n>', 'dropped keys remembered for invalidation per route', '1000000')
     .option(
+      '--max-queue-bytes <bytes>',
+      'bytes all queued writes to the new pools may hold (beyond: dropped, key remembered)',
+      '256m',
+    )
+    .option(
+      '--max-pending-bytes <bytes>',
+      'bytes captured values may hold while awaiting their replies (beyond: the key is invalidated)',
+      '128m',
+    )
+    .option(
       '--max-value <bytes>',
       "largest value read from the capture (default: the sources' item_size_max); larger ones invalidate their key",
     )
@@ -126,6 +138,8 @@ export function registerMirror(program: Command, out: Output): void {
           flags.duration === undefined ? undefined : number('--duration', flags.duration, 0.001) * 1000,
         drainMs: number('--drain', flags.drain, 0) * 1000,
         maxValueBytes: flags.maxValue === undefined ? undefined : parseBytes('--max-value', flags.maxValue),
+        maxQueueBytes: parseBytes('--max-queue-bytes', flags.maxQueueBytes),
+        maxPendingBytes: parseBytes('--max-pending-bytes', flags.maxPendingBytes),
         backfill: flags.backfill
           ? {
               ...(flags.backfillRate === undefined
