@@ -92,7 +92,9 @@ interface Variant {
 
 const VARIANTS: Variant[] = [
   { client: 'pylibmc', label: 'pylibmc binary+noreply', binary: true, noreply: true },
+  { client: 'pylibmc', label: 'pylibmc binary', binary: true },
   { client: 'pylibmc', label: 'pylibmc text', binary: false },
+  { client: 'pylibmc', label: 'pylibmc text+noreply', binary: false, noreply: true },
   {
     client: 'dalli',
     label: 'Dalli (default protocol), quiet blocks and counters with initial values',

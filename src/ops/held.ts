@@ -25,7 +25,11 @@
  * (a client may still be sending it, a busy worker thread may still hold it),
  * so either may have been applied last. The quiet one is reported 'unknown'
  * and the overtaking request is marked contested: the key is deleted on the
- * target once it has been reported, and a read of it fills nothing.
+ * target once it has been reported, and a read of it fills nothing. The same
+ * holds the other way round: a quiet write sent while another connection's
+ * write to the key awaits its reply may have been applied before or after
+ * it, so both are contested. (Loud writes are followed once quiet ones have
+ * been seen at all, so a text-only capture pays nothing for this.)
  */
 import type { OpOutcome } from './operation.js';
 import type { PendingRequest } from './pending.js';
@@ -42,6 +46,8 @@ export interface HoldCounters {
   heldExpired: number;
   /** ... because another connection sent a request for the same key. */
   heldOvertaken: number;
+  /** Quiet writes sent while another connection's write to the key awaited its reply. */
+  heldContested: number;
   /** Early reports a late reply contradicted: the key was deleted on the target. */
   heldRevoked: number;
 }
@@ -83,6 +89,9 @@ export class QuietHold {
   /** Every entry in hold order, for expiry; entries already released are skipped when reached. */
   private readonly fifo: Entry[] = [];
   private fifoHead = 0;
+  /** Loud writes awaiting replies, by key, once any quiet write has been seen. */
+  private readonly loud = new Map<string, { p: PendingRequest; connection: number }[]>();
+  private quietSeen = false;
 
   constructor(holdMicros: number, counters: HoldCounters) {
     this.holdMicros = holdMicros;
@@ -95,8 +104,23 @@ export class QuietHold {
 
   /** Holds `p` (queued by `owner` at capture time `p.timestampMicros`) if it is a quiet mutation. */
   hold(p: PendingRequest, owner: HoldOwner): void {
-    if (!p.silent || p.noreply || !holdable(p)) return;
+    if (p.noreply || !holdable(p)) return;
     const key = p.key.toString('latin1');
+    if (!p.silent) {
+      if (!this.quietSeen) return;
+      p.tracked = true;
+      const list = this.loud.get(key);
+      if (list === undefined) this.loud.set(key, [{ p, connection: owner.connection }]);
+      else list.push({ p, connection: owner.connection });
+      return;
+    }
+    this.quietSeen = true;
+    for (const other of this.loud.get(key) ?? []) {
+      if (other.connection === owner.connection) continue;
+      other.p.contested = true;
+      if (!p.contested) this.counters.heldContested++;
+      p.contested = true;
+    }
     const entry = new Entry(p, owner, key, p.timestampMicros + this.holdMicros);
     p.held = true;
     const list = this.byKey.get(key);
@@ -105,8 +129,16 @@ export class QuietHold {
     this.fifo.push(entry);
   }
 
-  /** `p` got its outcome through pairing: it is no longer held. */
+  /** `p` got its outcome through pairing: it is no longer held (nor followed). */
   settled(p: PendingRequest): void {
+    if (p.tracked) {
+      p.tracked = false;
+      const key = p.key.toString('latin1');
+      const list = this.loud.get(key);
+      const i = list?.findIndex((e) => e.p === p) ?? -1;
+      if (list !== undefined && i >= 0) list.splice(i, 1);
+      if (list?.length === 0) this.loud.delete(key);
+    }
     if (!p.held) return;
     p.held = false;
     const key = p.key.toString('latin1');

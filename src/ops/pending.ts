@@ -62,6 +62,8 @@ export class PendingRequest {
   hunted = false;
   /** A quiet mutation waiting in the hold (held.ts) for its outcome. */
   held = false;
+  /** A loud mutation the hold follows until its reply, for quiet writes that overlap it. */
+  tracked = false;
   /** The outcome it was reported with before its reply could tell (held.ts); its real one is checked against it. */
   reported: OpOutcome | undefined = undefined;
   /** Multi-key text retrieval: one slot per key, filled as VALUE lines arrive. */

@@ -62,6 +62,7 @@ export interface OperationCounters {
   adminCommands: number;
   heldExpired: number;
   heldOvertaken: number;
+  heldContested: number;
   heldRevoked: number;
 }
 
@@ -104,6 +105,7 @@ export function zeroOperationCounters(): OperationCounters {
     adminCommands: 0,
     heldExpired: 0,
     heldOvertaken: 0,
+    heldContested: 0,
     heldRevoked: 0,
   };
 }
@@ -294,7 +296,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     number: bigint | undefined = undefined,
   ): void {
     if (p.command === 'other') return; // admin commands and fences are paired, never mirrored
-    if (p.held) this.ctx.hold.settled(p);
+    if (p.held || p.tracked) this.ctx.hold.settled(p);
     if (p.reported !== undefined) return this.lateOutcome(p, outcome);
     if (p.unsure) {
       this.giveUp(p);
@@ -361,7 +363,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   /** Reports `p` without a trustworthy reply: mutations as 'unknown', reads not at all. */
   protected giveUp(p: PendingRequest): void {
     if (p.command === 'other') return;
-    if (p.held) this.ctx.hold.settled(p);
+    if (p.held || p.tracked) this.ctx.hold.settled(p);
     // Reported early: 'unknown' now asks nothing more of the target than what it was told then.
     if (p.reported !== undefined) return;
     if (p.command === 'get') {
