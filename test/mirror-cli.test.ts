@@ -142,6 +142,49 @@ describe('memshift mirror on the command line', () => {
     }
   });
 
+  it('--immediate: capture sized from the MTU, reported at start, and mirroring', async () => {
+    const source = await startMemcached();
+    const target = await startMemcached();
+    const mirror = start([
+      'mirror',
+      '-i',
+      'lo',
+      '--immediate',
+      '--port',
+      String(source.port),
+      '--to',
+      target.address,
+    ]);
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!/capturing on lo/.test(mirror.stderr()) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      // lo's MTU is 65536: the snap length covers it and the link header.
+      assert.match(
+        mirror.stderr(),
+        /immediate delivery, snap 656\d\d B \(MTU 65536\), ring \d+ MiB \(~\d+ packets\)/,
+      );
+      const client = new MemcachedClient(source.address);
+      await client.set('immediate:1', 'now');
+      await client.close();
+      const onTarget = new MemcachedClient(target.address);
+      let got: string | undefined;
+      for (let i = 0; i < 100 && got === undefined; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        got = (await onTarget.get('immediate:1'))?.value.toString();
+      }
+      onTarget.destroy();
+      assert.equal(got, 'now');
+      mirror.child.kill('SIGINT');
+      assert.equal(await mirror.exited, 0, mirror.stderr());
+    } finally {
+      mirror.child.kill('SIGKILL');
+      await source.stop();
+      await target.stop();
+    }
+  });
+
   it('says what to install when tcpdump is missing, in one line', () => {
     const run = spawnSync(process.execPath, [BIN, 'mirror', '--port', '11211', '--to', '127.0.0.1:11311'], {
       encoding: 'utf8',

@@ -15,7 +15,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressRange } from '../capture/filter.js';
 import { CapturePipeline, type CaptureCounters } from '../capture/pipeline.js';
 import type { CloseReason, Direction, Flow, FlowListener } from '../capture/tcp-reassembly.js';
-import { startTcpdump, type TcpdumpCapture, type TcpdumpStats } from '../capture/tcpdump.js';
+import {
+  captureSizing,
+  startTcpdump,
+  type CaptureSizing,
+  type TcpdumpCapture,
+  type TcpdumpStats,
+} from '../capture/tcpdump.js';
 import { MemcachedClient } from '../net/client.js';
 import { parserLimitsFor, readServerLimits, type ServerLimits } from '../net/server-limits.js';
 import { OperationExtractor } from '../ops/extractor.js';
@@ -26,12 +32,13 @@ import { DEFAULT_QUEUE_BYTES, Replayer, type ReplayerOptions } from '../replay/r
 import { ByteBudget } from '../ops/budget.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
 
-const STOP_GRACE_MS = 1200;
 /**
  * How far behind the clock capture time is assumed complete when no packet
- * says so: the kernel hands packets over in batches up to a second late.
+ * says so (quiet writes expire by it), and how long the last packets are
+ * waited for at stop: with immediate delivery packets come within
+ * milliseconds; in kernel batches up to a second late.
  */
-const CAPTURE_DELAY_MS = 1200;
+const CAPTURE_DELAY_MS = { immediate: 250, batched: 1200 } as const;
 /** How often a quiet live capture moves capture time on by the clock (held quiet writes expire). */
 const TICK_MS = 50;
 
@@ -74,6 +81,13 @@ export interface MirrorOptions {
   readonly drainMs: number;
   readonly tcpdumpPath?: string | undefined;
   readonly tcpdumpBufferKiB?: number | undefined;
+  /**
+   * Have the kernel deliver each packet at once (tcpdump --immediate-mode,
+   * snap length and ring sized from the interface's MTU) rather than in
+   * batches up to a second late: replay lag in milliseconds, for more CPU
+   * (see bench/mirror.ts for where kernel drops begin).
+   */
+  readonly immediate?: boolean | undefined;
   /**
    * Copy what each source already holds while mirroring runs (live capture
    * only). Mirroring guards the copy: a key mutated after the copy read it is
@@ -150,6 +164,7 @@ export class MirrorJob {
   private backfillRuns: Promise<unknown>[] = [];
   private readonly backfillAbort = new AbortController();
   private limits: MirrorLimits | undefined;
+  private sizing: CaptureSizing | undefined;
   private readonly warn: (message: string) => void;
 
   constructor(options: MirrorOptions) {
@@ -312,35 +327,51 @@ export class MirrorJob {
     readonly interface: string;
     readonly filter: string | undefined;
     readonly file: string | undefined;
+    readonly sizing: CaptureSizing | undefined;
   } {
     return {
       interface: this.options.interface,
       filter: this.tcpdump?.args.at(-1),
       file: this.options.pcapFile,
+      sizing: this.sizing,
     };
   }
 
   private async startLive(): Promise<void> {
+    const immediate = this.options.immediate === true;
+    let sizing: CaptureSizing | undefined;
+    if (immediate) {
+      sizing = captureSizing(this.options.interface);
+      const bufferKiB = this.options.tcpdumpBufferKiB;
+      if (bufferKiB !== undefined) {
+        sizing = { ...sizing, bufferKiB, ringPackets: Math.floor((bufferKiB * 1024) / sizing.snapLength) };
+      }
+    }
+    this.sizing = sizing;
+    const delay = immediate ? CAPTURE_DELAY_MS.immediate : CAPTURE_DELAY_MS.batched;
     const tcpdump = startTcpdump({
       interface: this.options.interface,
+      immediate,
+      ...(sizing === undefined ? {} : { snapLength: sizing.snapLength, bufferKiB: sizing.bufferKiB }),
+      ...(sizing === undefined && this.options.tcpdumpBufferKiB !== undefined
+        ? { bufferKiB: this.options.tcpdumpBufferKiB }
+        : {}),
       serverPorts: this.options.routes.map((r) => r.sourcePort),
       excludeClients: this.options.excludeClients,
       ...(this.options.tcpdumpPath === undefined ? {} : { tcpdumpPath: this.options.tcpdumpPath }),
-      ...(this.options.tcpdumpBufferKiB === undefined ? {} : { bufferKiB: this.options.tcpdumpBufferKiB }),
     });
     this.tcpdump = tcpdump;
     tcpdump.stdout.on('data', (chunk: Buffer) => this.push(chunk));
     // A quiet live capture brings no packets to sweep idle flows by capture time: sweep by the clock too.
     const sweeper = setInterval(() => this.pipeline.flows.sweep(Date.now() * 1000), 1000);
     sweeper.unref();
-    const ticker = setInterval(() => this.extractor.tick((Date.now() - CAPTURE_DELAY_MS) * 1000), TICK_MS);
+    const ticker = setInterval(() => this.extractor.tick((Date.now() - delay) * 1000), TICK_MS);
     ticker.unref();
     this.stopCapture = () => {
       clearInterval(sweeper);
       clearInterval(ticker);
-      // Without immediate mode the kernel hands packets over in batches up to a second late:
-      // give the last of them time to arrive before tcpdump is told to stop.
-      setTimeout(() => void tcpdump.stop(), STOP_GRACE_MS);
+      // Give the last packets time to arrive before tcpdump is told to stop.
+      setTimeout(() => void tcpdump.stop(), delay);
     };
     void tcpdump.exited.then(() => {
       clearInterval(sweeper);

@@ -40,6 +40,7 @@ interface MirrorFlags {
   maxQueue: string;
   maxRemembered: string;
   maxValue?: string;
+  immediate?: boolean;
   maxQueueBytes: string;
   maxPendingBytes: string;
   backfill?: boolean;
@@ -112,6 +113,10 @@ export function registerMirror(program: Command, out: Output): void {
       '--backfill-max-ttl <seconds>',
       'with --backfill: cap the TTL written (keys without expiry get it too)',
     )
+    .option(
+      '--immediate',
+      'capture with immediate packet delivery: lag in ms instead of up to 1 s, for more CPU (kernel drops come sooner)',
+    )
     .option('--json', 'print the summary at exit as JSON')
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
     .addHelpText(
@@ -139,6 +144,7 @@ export function registerMirror(program: Command, out: Output): void {
         drainMs: number('--drain', flags.drain, 0) * 1000,
         maxValueBytes: flags.maxValue === undefined ? undefined : parseBytes('--max-value', flags.maxValue),
         maxQueueBytes: parseBytes('--max-queue-bytes', flags.maxQueueBytes),
+        immediate: flags.immediate ?? false,
         maxPendingBytes: parseBytes('--max-pending-bytes', flags.maxPendingBytes),
         backfill: flags.backfill
           ? {
@@ -279,9 +285,15 @@ function parseExclusion(text: string): AddressRange {
 function startedLine(job: MirrorJob): string {
   const info = job.captureInfo();
   const s = job.summary();
+  const ring = info.sizing;
+  const delivery =
+    ring === undefined
+      ? ''
+      : `, immediate delivery, snap ${ring.snapLength} B (MTU ${ring.mtu ?? '?'}), ` +
+        `ring ${formatBytes(ring.bufferKiB * 1024)} (~${ring.ringPackets} packets)`;
   const where =
     info.file === undefined
-      ? `capturing on ${info.interface} (filter: ${info.filter ?? '?'})`
+      ? `capturing on ${info.interface} (filter: ${info.filter ?? '?'}${delivery})`
       : `replaying ${info.file}`;
   const routes = s.routes.map((r) => `${r.sourcePort} -> ${r.target}`).join(', ');
   const limit = s.limits === undefined ? '' : `; values up to ${formatBytes(s.limits.maxValueBytes)}`;
