@@ -95,6 +95,14 @@ const VARIANTS: Variant[] = [
   { client: 'pylibmc', label: 'pylibmc binary', binary: true },
   { client: 'pylibmc', label: 'pylibmc text', binary: false },
   { client: 'pylibmc', label: 'pylibmc text+noreply', binary: false, noreply: true },
+  { client: 'php-memcached', label: 'php-memcached text', binary: false },
+  {
+    client: 'php-memcached',
+    label: 'php-memcached binary, counters with initial values',
+    binary: true,
+    initial: true,
+  },
+  { client: 'pymemcache', label: 'pymemcache HashClient (text, noreply writes)' },
   {
     client: 'dalli',
     label: 'Dalli (default protocol), quiet blocks and counters with initial values',

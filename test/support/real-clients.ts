@@ -27,6 +27,8 @@ export interface ClientJob {
 export const REAL_CLIENTS = {
   pylibmc: { command: '/usr/bin/python3', script: 'pylibmc_client.py', hash: 'libmemcached-ketama' },
   dalli: { command: 'ruby', script: 'dalli_client.rb', hash: 'dalli' },
+  pymemcache: { command: '/usr/bin/python3', script: 'pymemcache_client.py', hash: 'pymemcache' },
+  'php-memcached': { command: 'php', script: 'php_memcached_client.php', hash: 'libmemcached-ketama' },
 } as const;
 
 export type RealClient = keyof typeof REAL_CLIENTS;
