@@ -103,8 +103,8 @@ export class QuietHold {
   }
 
   /** Holds `p` (queued by `owner` at capture time `p.timestampMicros`) if it is a quiet mutation. */
-  hold(p: PendingRequest, owner: HoldOwner): void {
-    if (p.noreply || !holdable(p)) return;
+  hold(p: PendingRequest, owner: HoldOwner, reported = false): void {
+    if ((p.noreply && !reported) || !holdable(p)) return;
     const key = p.key.toString('latin1');
     if (!p.silent) {
       if (!this.quietSeen) return;
@@ -127,6 +127,17 @@ export class QuietHold {
     if (list === undefined) this.byKey.set(key, [entry]);
     else list.push(entry);
     this.fifo.push(entry);
+  }
+
+  /**
+   * A text noreply write, already reported in its turn: no reply bounds when
+   * the server applied it either, so for the bound it counts as a quiet
+   * write held, for contention only (it is not reported again).
+   */
+  holdReported(p: PendingRequest, owner: HoldOwner): void {
+    if (!holdable(p)) return;
+    p.reported ??= 'unknown';
+    this.hold(p, owner, true);
   }
 
   /** `p` got its outcome through pairing: it is no longer held (nor followed). */
@@ -169,7 +180,7 @@ export class QuietHold {
       this.counters.heldOvertaken++;
       overtaken = true;
       entry.p.held = false;
-      entry.owner.reportEarly(entry.p, 'unknown');
+      if (entry.p.reported === undefined) entry.owner.reportEarly(entry.p, 'unknown');
     }
     list.length = kept;
     if (kept === 0) this.byKey.delete(text);
@@ -183,7 +194,7 @@ export class QuietHold {
       if (entry.p.held && entry.deadline > nowMicros) break;
       this.fifoHead++;
       if (!entry.p.held) continue;
-      this.counters.heldExpired++;
+      if (entry.p.reported === undefined) this.counters.heldExpired++;
       this.unlink(entry);
       this.release(entry);
     }
@@ -203,6 +214,6 @@ export class QuietHold {
 
   private release(entry: Entry): void {
     entry.p.held = false;
-    entry.owner.reportEarly(entry.p, earlyOutcome(entry.p));
+    if (entry.p.reported === undefined) entry.owner.reportEarly(entry.p, earlyOutcome(entry.p));
   }
 }

@@ -252,6 +252,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     if (!this.requestsTrusted) p.hunted = true;
     if (p.noreply && this.queue.length === 0) {
       this.giveUp(p);
+      this.ctx.hold.holdReported(p, this);
       this.noreplyAhead++;
       return;
     }
@@ -272,6 +273,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     for (let p = this.queue.peek(); p !== undefined && p.noreply; p = this.queue.peek()) {
       this.queue.shift();
       this.giveUp(p);
+      this.ctx.hold.holdReported(p, this);
       this.noreplyAhead++;
     }
   }
