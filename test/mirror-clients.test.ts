@@ -103,6 +103,7 @@ const VARIANTS: Variant[] = [
     initial: true,
   },
   { client: 'pymemcache', label: 'pymemcache HashClient (text, noreply writes)' },
+  { client: 'python-memcached', label: 'python-memcached (text)' },
   {
     client: 'dalli',
     label: 'Dalli (default protocol), quiet blocks and counters with initial values',

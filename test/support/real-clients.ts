@@ -27,6 +27,11 @@ export interface ClientJob {
 export const REAL_CLIENTS = {
   pylibmc: { command: '/usr/bin/python3', script: 'pylibmc_client.py', hash: 'libmemcached-ketama' },
   dalli: { command: 'ruby', script: 'dalli_client.rb', hash: 'dalli' },
+  'python-memcached': {
+    command: '/usr/bin/python3',
+    script: 'python_memcached_client.py',
+    hash: 'python-memcached',
+  },
   pymemcache: { command: '/usr/bin/python3', script: 'pymemcache_client.py', hash: 'pymemcache' },
   'php-memcached': { command: 'php', script: 'php_memcached_client.php', hash: 'libmemcached-ketama' },
 } as const;
