@@ -32,6 +32,11 @@ export const REAL_CLIENTS = {
     script: 'python_memcached_client.py',
     hash: 'python-memcached',
   },
+  'node-memcached': {
+    command: process.execPath,
+    script: 'node_memcached_client.mjs',
+    hash: 'node-memcached',
+  },
   memjs: { command: process.execPath, script: 'memjs_client.mjs', hash: 'memjs' },
   pymemcache: { command: '/usr/bin/python3', script: 'pymemcache_client.py', hash: 'pymemcache' },
   'php-memcached': { command: 'php', script: 'php_memcached_client.php', hash: 'libmemcached-ketama' },
