@@ -1,5 +1,8 @@
 // Drives the npm memjs client (binary protocol) for the real-client tests: a
 // JSON job on stdin, one JSON result on stdout. See test/support/real-clients.ts.
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
+import { setTimeout } from 'node:timers';
 import memjs from 'memjs';
 
 const valueOf = (spec) => Buffer.from(Array.isArray(spec) ? spec[0].repeat(spec[1]) : spec);

@@ -1,5 +1,8 @@
 // Drives the npm `memcached` client (text protocol) for the real-client tests:
 // a JSON job on stdin, one JSON result on stdout. See test/support/real-clients.ts.
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
+import { setTimeout } from 'node:timers';
 import Memcached from 'memcached';
 
 const valueOf = (spec) => (Array.isArray(spec) ? spec[0].repeat(spec[1]) : spec);
