@@ -181,9 +181,12 @@ export function registerMirror(program: Command, out: Output): void {
       let dashboard: Dashboard | undefined;
       try {
         await job.start();
-        const started = startedLine(job);
-        process.stderr.write(`${started}\n`);
-        log?.({ event: 'capturing', message: started, ...job.captureInfo(), limits: job.summary().limits });
+        // Live capture says it runs at once; a pcap replay's first word is its result (or its error).
+        if (flags.pcap === undefined) {
+          const started = startedLine(job);
+          process.stderr.write(`${started}\n`);
+          log?.({ event: 'capturing', message: started, ...job.captureInfo(), limits: job.summary().limits });
+        }
         dashboard = await serveWeb(flags, 'mirror', () => mirrorSnapshot(job.summary()));
         if (dashboard) log?.({ event: 'web', url: dashboard.url });
         status.start();
@@ -291,10 +294,7 @@ function startedLine(job: MirrorJob): string {
       ? ''
       : `, immediate delivery, snap ${ring.snapLength} B (MTU ${ring.mtu ?? '?'}), ` +
         `ring ${formatBytes(ring.bufferKiB * 1024)} (~${ring.ringPackets} packets)`;
-  const where =
-    info.file === undefined
-      ? `capturing on ${info.interface} (filter: ${info.filter ?? '?'}${delivery})`
-      : `replaying ${info.file}`;
+  const where = `capturing on ${info.interface} (filter: ${info.filter ?? '?'}${delivery})`;
   const routes = s.routes.map((r) => `${r.sourcePort} -> ${r.target}`).join(', ');
   const limit = s.limits === undefined ? '' : `; values up to ${formatBytes(s.limits.maxValueBytes)}`;
   return `memshift mirror: ${where}; ${routes}${limit}`;
