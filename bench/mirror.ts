@@ -17,6 +17,8 @@ import { MemcachedClient } from '../src/net/client.js';
 const BIN = fileURLToPath(new URL('../../bin/memshift.js', import.meta.url));
 const RATES = (process.env['MIRROR_BENCH_RATES'] ?? '25000,50000,100000,150000').split(',').map(Number);
 const SECONDS = Number(process.env['MIRROR_BENCH_SECONDS'] ?? 5);
+/** MIRROR_BENCH_IMMEDIATE=1: capture with immediate packet delivery (`mirror --immediate`). */
+const IMMEDIATE = process.env['MIRROR_BENCH_IMMEDIATE'] === '1';
 const KEYS = 100_000;
 const VALUE = Buffer.alloc(100, 'v');
 /** Requests in flight at once: enough to pipeline deeply, few enough not to queue for seconds. */
@@ -110,6 +112,7 @@ async function mirrorAt(
       '--max-queue',
       '1000000',
       '--json',
+      ...(IMMEDIATE ? ['--immediate'] : []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -166,6 +169,7 @@ try {
         node: process.version,
         valueBytes: VALUE.length,
         secondsPerRate: SECONDS,
+        immediate: IMMEDIATE,
         directToTargetsSetsPerSecond: Math.round(direct.stored / direct.seconds),
         runs,
         highestRateWith9999Applied: passing.length ? Math.max(...passing.map((r) => r.achievedRate)) : 0,

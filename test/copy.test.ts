@@ -90,7 +90,7 @@ describe('memshift copy (real memcached)', () => {
     }
   }
 
-  it('copies 100,000 keys from 2 servers into a 3-server ketama pool; verify reports 100%, TTLs within 2 s', async () => {
+  it('copies 100,000 keys from 2 servers into a 3-server ketama pool; verify reports 100%, TTLs never longer and within 3 s', async () => {
     const items = makeItems(100_000, 'k');
     await load(sources[0]!.address, items.slice(0, 50_000));
     await load(sources[1]!.address, items.slice(50_000));
@@ -117,7 +117,9 @@ describe('memshift copy (real memcached)', () => {
     assert.equal(check.values.different, 0);
     assert.equal(check.flags.different, 0);
     assert.equal(check.ttl.neverVsExpiring, 0);
-    assert.ok(check.ttl.maxDriftSeconds <= 2, `TTL drift ${check.ttl.maxDriftSeconds}`);
+    // Copies are written one second short of the source's remaining TTL, so they never outlive it.
+    assert.equal(check.ttl.longer, 0);
+    assert.ok(check.ttl.maxDriftSeconds <= 3, `TTL drift ${check.ttl.maxDriftSeconds}`);
     assert.equal(check.wrongServer.keys, 0);
     assert.equal(check.passed, true);
 
@@ -136,7 +138,7 @@ describe('memshift copy (real memcached)', () => {
         const t = Number(got.flags.find((f) => f.startsWith('t'))!.slice(1));
         const left = Number(origin.flags.find((f) => f.startsWith('t'))!.slice(1));
         if (item.ttl === 0) assert.equal(t, -1);
-        else assert.ok(t <= item.ttl && Math.abs(t - left) <= 2, `ttl ${t}, source ${left}`);
+        else assert.ok(t <= left && left - t <= 3, `ttl ${t}, source ${left}`);
       }
     } finally {
       await Promise.all([...clients, ...origins].map((c) => c.close()));

@@ -44,7 +44,8 @@ describe('memshift mirror --backfill', () => {
       assert.ok(backfill?.report, 'the backfill finished');
       assert.equal(backfill.report.pointInTime, false);
       assert.ok(backfill.report.copied > keys.length / 2, `copied ${backfill.report.copied}`);
-      const present = await assertMirrored(rig, keys);
+      // copy writes the remaining TTL it read, which can come out a second long (its rounding, not mirror's).
+      const present = await assertMirrored(rig, keys, 1);
       assert.ok(present < keys.length, 'some keys were deleted on the source');
     } finally {
       await rig.close();

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { MemcachedClient } from '../src/net/client.js';
@@ -82,6 +85,101 @@ describe('memshift mirror on the command line', () => {
       const summary = JSON.parse(mirror.stdout()) as { routes: { replay: { applied: number } }[] };
       assert.equal(summary.routes[0]!.replay.applied, 200);
     } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('says at once that capture runs and with which filter; warns (rate-limited) on stderr and in --log', async () => {
+    const source = await startMemcached();
+    const down = await startMemcached();
+    const downAddress = down.address;
+    await down.stop(); // a target that refuses connections
+    const log = join(mkdtempSync(join(tmpdir(), 'memshift-')), 'mirror.log');
+    try {
+      const mirror = start([
+        'mirror',
+        '-i',
+        'lo',
+        '--port',
+        String(source.port),
+        '--to',
+        downAddress,
+        '--log',
+        log,
+      ]);
+      const deadline = Date.now() + 10_000;
+      while (!/capturing on lo/.test(mirror.stderr()) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      // Well before the first status line (10 s without a terminal).
+      assert.match(mirror.stderr(), /^memshift mirror: capturing on lo \(filter: .*port \d+.*\); \d+ -> /m);
+      assert.match(mirror.stderr(), /values up to 2 MiB|values up to 1 MiB/);
+      const client = new MemcachedClient(source.address);
+      for (let i = 0; i < 50; i++) await client.set(`warn:${i}`, 'v');
+      await client.close();
+      while (
+        !/warning: target .* not taking writes/.test(mirror.stderr()) &&
+        Date.now() < deadline + 10_000
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      mirror.child.kill('SIGINT');
+      await mirror.exited;
+      const warnings = mirror
+        .stderr()
+        .split('\n')
+        .filter((line) => /not taking writes/.test(line));
+      assert.equal(warnings.length, 1, mirror.stderr());
+      const records = readFileSync(log, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { event: string });
+      assert.ok(records.some((r) => r.event === 'capturing'));
+      assert.ok(records.some((r) => r.event === 'warning'));
+    } finally {
+      await source.stop();
+    }
+  });
+
+  it('--immediate: capture sized from the MTU, reported at start, and mirroring', async () => {
+    const source = await startMemcached();
+    const target = await startMemcached();
+    const mirror = start([
+      'mirror',
+      '-i',
+      'lo',
+      '--immediate',
+      '--port',
+      String(source.port),
+      '--to',
+      target.address,
+    ]);
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!/capturing on lo/.test(mirror.stderr()) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      // lo's MTU is 65536: the snap length covers it and the link header.
+      assert.match(
+        mirror.stderr(),
+        /immediate delivery, snap 656\d\d B \(MTU 65536\), ring \d+ MiB \(~\d+ packets\)/,
+      );
+      const client = new MemcachedClient(source.address);
+      await client.set('immediate:1', 'now');
+      await client.close();
+      const onTarget = new MemcachedClient(target.address);
+      let got: string | undefined;
+      for (let i = 0; i < 100 && got === undefined; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        got = (await onTarget.get('immediate:1'))?.value.toString();
+      }
+      onTarget.destroy();
+      assert.equal(got, 'now');
+      mirror.child.kill('SIGINT');
+      assert.equal(await mirror.exited, 0, mirror.stderr());
+    } finally {
+      mirror.child.kill('SIGKILL');
       await source.stop();
       await target.stop();
     }

@@ -192,7 +192,12 @@ describe('memshift mirror (real memcached, real tcpdump on lo)', () => {
         await waitForRequests(rig.job, 1002);
         const summary = await rig.finish();
         assert.ok(summary.capture.flows.flowsOpened >= 1000);
-        assert.equal(await assertMirrored(rig, keys), 1001);
+        // The joined connection's set was read before any reply proved the flow in step: its bytes
+        // could have been the inside of a value, so the key may only be lost on the target.
+        const joined = await rig.targetClient.clientFor('early:1').get('early:1');
+        assert.ok(joined === undefined || joined.value.toString() === 'abc');
+        assert.equal(await assertMirrored(rig, keys.slice(2)), 1000);
+        assert.equal(await rig.targetClient.clientFor('early:0').get('early:0'), undefined);
       },
     );
   });

@@ -84,8 +84,9 @@ describe('Replayer against real memcached', () => {
     await settle(replayer);
     const set = await inspect(client, 'o:set');
     assert.equal(set?.value, 'alpha');
+    // Relative TTLs count down from the capture time, less two seconds for the servers' coarse clocks.
     assert.equal(set?.flags, 42);
-    assert.ok(set.ttl >= 98 && set.ttl <= 100, `ttl ${set.ttl}`);
+    assert.ok(set.ttl >= 95 && set.ttl <= 98, `ttl ${set.ttl}`);
     const abs = await inspect(client, 'o:abs');
     assert.equal(abs?.value, 'beta');
     assert.ok(abs.ttl >= 498 && abs.ttl <= 501, `ttl ${abs.ttl}`);
@@ -126,7 +127,7 @@ describe('Replayer against real memcached', () => {
     await settle(replayer);
     const item = await inspect(client, 'a:text');
     assert.equal(item?.value, '<mid>');
-    assert.ok(item.ttl >= 298 && item.ttl <= 300, `ttl ${item.ttl}`);
+    assert.ok(item.ttl >= 295 && item.ttl <= 298, `ttl ${item.ttl}`);
   });
 
   it('repeats incr/decr, and deletes the key when the target answers otherwise than the source', async () => {
@@ -335,7 +336,7 @@ describe('Replayer fill on read', () => {
     const a = await inspect(targetClient, 'fill:a');
     assert.equal(a?.value, 'A');
     assert.equal(a?.flags, 9);
-    assert.ok(a.ttl >= 198 && a.ttl <= 200, `ttl ${a.ttl}`);
+    assert.ok(a.ttl >= 195 && a.ttl <= 198, `ttl ${a.ttl}`);
     assert.equal((await inspect(targetClient, 'fill:forever'))?.ttl, -1);
     assert.equal(await value(targetClient, 'fill:there'), 'target value');
     assert.equal(await value(targetClient, 'fill:gone'), undefined);

@@ -8,6 +8,7 @@
  * dropped.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { MemshiftError } from '../protocol/errors.js';
 import { captureFilter, type AddressRange } from './filter.js';
@@ -50,6 +51,62 @@ const STOP_GRACE_MS = 5000;
 
 const running = new Set<ChildProcess>();
 let exitHookInstalled = false;
+
+/** How live capture is sized for immediate delivery, and from what. */
+export interface CaptureSizing {
+  /** The interface's MTU (the largest of all for `any`), or undefined when it could not be read. */
+  readonly mtu: number | undefined;
+  readonly snapLength: number;
+  readonly bufferKiB: number;
+  /** Packets the kernel ring holds: the buffer over the snap length. */
+  readonly ringPackets: number;
+}
+
+/** The largest IPv4 packet: what segmentation offload may hand to capture whatever the MTU. */
+const MAX_IP_PACKET = 65535;
+/** Link headers in front of the IP packet (Ethernet and VLAN tags, Linux cooked v2 for `any`), with room. */
+const LINK_HEADER_ROOM = 64;
+/** Ring slots wanted: some tens of milliseconds of packets at the rates mirror aims for. */
+const RING_PACKETS = 4096;
+const MIN_BUFFER_KIB = 64 * 1024;
+const MAX_BUFFER_KIB = 256 * 1024;
+
+/**
+ * Sizes capture for immediate delivery. With --immediate-mode libpcap gives
+ * each packet a ring slot of the snap length, so a whole-packet snap (-s 0,
+ * 256 KiB) leaves a 64 MiB ring 256 packets. The snap length comes from the
+ * interface's MTU instead (never under the largest IP packet, which offload
+ * can hand to capture), and the ring from the slots wanted.
+ */
+export function captureSizing(iface: string): CaptureSizing {
+  const mtu = interfaceMtu(iface);
+  const snapLength = Math.max(mtu ?? MAX_IP_PACKET, MAX_IP_PACKET) + LINK_HEADER_ROOM;
+  const wanted = Math.ceil((snapLength * RING_PACKETS) / 1024);
+  const bufferKiB = Math.min(MAX_BUFFER_KIB, Math.max(MIN_BUFFER_KIB, wanted));
+  return { mtu, snapLength, bufferKiB, ringPackets: Math.floor((bufferKiB * 1024) / snapLength) };
+}
+
+function interfaceMtu(iface: string): number | undefined {
+  const read = (name: string): number | undefined => {
+    try {
+      const mtu = Number(readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim());
+      return Number.isInteger(mtu) && mtu > 0 ? mtu : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  if (iface !== 'any') return read(iface);
+  let largest: number | undefined;
+  try {
+    for (const name of readdirSync('/sys/class/net')) {
+      const mtu = read(name);
+      if (mtu !== undefined) largest = Math.max(largest ?? 0, mtu);
+    }
+  } catch {
+    return undefined;
+  }
+  return largest;
+}
 
 /** The command line for `options`: `-i IFACE -U -w - -s N -B KIB [--immediate-mode] FILTER`. */
 export function tcpdumpArgs(options: TcpdumpOptions): string[] {

@@ -10,9 +10,9 @@
  * or the application, is fresher and wins) on each target server.
  *
  * TTLs: `mg`'s `t` is the remaining TTL by the source's own clock, written
- * as is (never the original TTL again: a copy does not outlive its source by
- * more than the clocks' one-second ticks); a key with less than a second left
- * is skipped as expired; no expiry stays no expiry unless --max-ttl caps it. A TTL above 30 days must be sent as unix time
+ * one second shorter (never the original TTL again, and never longer than
+ * the source's whatever the two clocks' one-second ticks); a key with a
+ * second or less left is skipped as expired; no expiry stays no expiry unless --max-ttl caps it. A TTL above 30 days must be sent as unix time
  * (reference/memcached-protocol.txt, "Expiration"), in the target's clock.
  *
  * The guard (DESIGN.md, invariant 4), whatever writes beside the copy (a
@@ -550,11 +550,15 @@ class CopyJob {
       const left = got.ttl[j]!;
       let ttl: number;
       if (left < 0) ttl = maxTtl ?? 0;
-      else if (left === 0) {
+      else if (left <= 1) {
         // Expires within the second; T0 would mean "never".
         this.skip('expired');
         continue;
-      } else ttl = maxTtl === undefined ? left : Math.min(left, maxTtl);
+      } else {
+        // `t` counts whole seconds of the source's clock, so the item has more than t - 1 and at
+        // most t seconds left; written as t - 1 on the target's clock, the copy never outlives it.
+        ttl = maxTtl === undefined ? left - 1 : Math.min(left - 1, maxTtl);
+      }
       if (minTtl !== undefined && ttl !== 0 && ttl < minTtl) {
         this.skip('short-ttl');
         continue;

@@ -15,15 +15,32 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressRange } from '../capture/filter.js';
 import { CapturePipeline, type CaptureCounters } from '../capture/pipeline.js';
 import type { CloseReason, Direction, Flow, FlowListener } from '../capture/tcp-reassembly.js';
-import { startTcpdump, type TcpdumpCapture, type TcpdumpStats } from '../capture/tcpdump.js';
+import {
+  captureSizing,
+  startTcpdump,
+  type CaptureSizing,
+  type TcpdumpCapture,
+  type TcpdumpStats,
+} from '../capture/tcpdump.js';
+import { MemcachedClient } from '../net/client.js';
+import { parserLimitsFor, readServerLimits, type ServerLimits } from '../net/server-limits.js';
 import { OperationExtractor } from '../ops/extractor.js';
 import { runCopy, type CopyOptions, type CopyProgress, type CopyReport } from './copy.js';
 import type { Operation } from '../ops/operation.js';
 import { MemshiftError } from '../protocol/errors.js';
-import { Replayer, type ReplayerOptions } from '../replay/replayer.js';
+import { DEFAULT_QUEUE_BYTES, Replayer, type ReplayerOptions } from '../replay/replayer.js';
+import { ByteBudget } from '../ops/budget.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
 
-const STOP_GRACE_MS = 1200;
+/**
+ * How far behind the clock capture time is assumed complete when no packet
+ * says so (quiet writes expire by it), and how long the last packets are
+ * waited for at stop: with immediate delivery packets come within
+ * milliseconds; in kernel batches up to a second late.
+ */
+const CAPTURE_DELAY_MS = { immediate: 250, batched: 1200 } as const;
+/** How often a quiet live capture moves capture time on by the clock (held quiet writes expire). */
+const TICK_MS = 50;
 
 /** One source port and the pool its traffic goes to. */
 export interface MirrorRoute {
@@ -65,11 +82,39 @@ export interface MirrorOptions {
   readonly tcpdumpPath?: string | undefined;
   readonly tcpdumpBufferKiB?: number | undefined;
   /**
+   * Have the kernel deliver each packet at once (tcpdump --immediate-mode,
+   * snap length and ring sized from the interface's MTU) rather than in
+   * batches up to a second late: replay lag in milliseconds, for more CPU
+   * (see bench/mirror.ts for where kernel drops begin).
+   */
+  readonly immediate?: boolean | undefined;
+  /**
    * Copy what each source already holds while mirroring runs (live capture
    * only). Mirroring guards the copy: a key mutated after the copy read it is
    * not written, so nothing stale lands and nothing deleted comes back.
    */
   readonly backfill?: BackfillOptions | undefined;
+  /**
+   * Largest value memshift reads from the capture (`--max-value`); default:
+   * the largest `item_size_max` of the source servers, read from them at start.
+   * A larger value is skipped by its length and its key invalidated.
+   */
+  readonly maxValueBytes?: number | undefined;
+  /** Bytes all routes' queued writes may hold together (default 256 MiB). */
+  readonly maxQueueBytes?: number | undefined;
+  /** Bytes the values of captured requests awaiting replies may hold (default 128 MiB). */
+  readonly maxPendingBytes?: number | undefined;
+  /** Live events worth a line (a server whose limits could not be read, a target going down, ...). */
+  readonly onWarning?: ((message: string) => void) | undefined;
+}
+
+/** The servers' limits memshift follows, as read at start. */
+export interface MirrorLimits {
+  /** The value bound of the capture parsers (bytes). */
+  readonly maxValueBytes: number;
+  /** `item_size_max` by server address; servers that did not answer are missing. */
+  readonly sources: Record<string, number>;
+  readonly targets: Record<string, number>;
 }
 
 export interface MirrorSummary {
@@ -78,10 +123,13 @@ export interface MirrorSummary {
   readonly capture: CaptureCounters;
   readonly kernel: TcpdumpStats | undefined;
   readonly operations: OperationExtractor['counters'];
+  /** Bytes held by captured values awaiting their replies, and the budget. */
+  readonly pendingBytes: { used: number; max: number };
   /** Flows of memshift's own connections to the source, left out. */
   readonly ownFlowsSkipped: number;
   readonly routes: { sourcePort: number; target: string; replay: ReturnType<Replayer['status']> }[];
   readonly backfill: BackfillState[] | undefined;
+  readonly limits: MirrorLimits | undefined;
   readonly drained: boolean;
   readonly error: string | undefined;
 }
@@ -115,11 +163,17 @@ export class MirrorJob {
   private readonly backfills: BackfillState[] = [];
   private backfillRuns: Promise<unknown>[] = [];
   private readonly backfillAbort = new AbortController();
+  private limits: MirrorLimits | undefined;
+  private sizing: CaptureSizing | undefined;
+  private readonly warn: (message: string) => void;
 
   constructor(options: MirrorOptions) {
     if (options.routes.length === 0)
       throw new MemshiftError('MEMSHIFT_ERR_USAGE', 'mirror needs at least one route');
     this.options = options;
+    this.warn = options.onWarning ?? (() => {});
+    // One budget for every route's queues: the process's memory is what is bounded.
+    const queueBudget = new ByteBudget(options.maxQueueBytes ?? DEFAULT_QUEUE_BYTES);
     this.replayers = new Map(
       options.routes.map((route) => [
         route.sourcePort,
@@ -127,14 +181,22 @@ export class MirrorJob {
           ...options.replay,
           target: route.target,
           mapped: route.mapped,
-          // A recorded capture has no live source to ask for remaining TTLs: no fills then.
+          queueBudget,
+          ...(options.replay.onWarning === undefined && options.onWarning !== undefined
+            ? { onWarning: options.onWarning }
+            : {}),
+          // A recorded capture has no live source to ask for remaining TTLs: no fills then; and its
+          // clock is the packets' own, so TTLs count down from the time of the packet reached.
           ...(options.pcapFile === undefined
             ? { source: formatHostPort(options.sourceHost, route.sourcePort) }
-            : { fill: false }),
+            : { fill: false, now: () => this.lastCaptureMicros / 1000 }),
         }),
       ]),
     );
-    this.extractor = new OperationExtractor((op) => this.onOperation(op));
+    this.extractor = new OperationExtractor(
+      (op) => this.onOperation(op),
+      options.maxPendingBytes === undefined ? {} : { maxPendingBytes: options.maxPendingBytes },
+    );
     this.pipeline = this.newPipeline();
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
@@ -142,6 +204,7 @@ export class MirrorJob {
   /** Starts capturing; resolves once capture is running (tcpdump listening, or the file opened). */
   async start(): Promise<void> {
     this.started = Date.now();
+    const unread = await this.readLimits();
     if (this.options.pcapFile !== undefined) {
       await stat(this.options.pcapFile).catch((err: NodeJS.ErrnoException) => {
         throw new MemshiftError(
@@ -156,6 +219,12 @@ export class MirrorJob {
     } else {
       await this.startLive();
       if (this.options.backfill) this.startBackfill(this.options.backfill);
+    }
+    // Told once capture runs, so a capture that cannot start says only why.
+    if (unread.length > 0) {
+      this.warn(
+        `could not read item_size_max from ${unread.join(', ')}; assuming memcached's default (1 MiB)`,
+      );
     }
     if (this.options.durationMs !== undefined) {
       const timer = setTimeout(() => void this.stop(), this.options.durationMs);
@@ -181,8 +250,10 @@ export class MirrorJob {
       capture: [...this.pastPasses, this.pipeline.counters].reduce(sumCounters),
       kernel: this.tcpdump ? { ...this.tcpdump.stats } : undefined,
       operations: { ...this.extractor.counters },
+      pendingBytes: this.extractor.pendingBytes,
       ownFlowsSkipped: this.ownFlowsSkipped,
       backfill: this.options.backfill ? this.backfills : undefined,
+      limits: this.limits,
       routes: [...this.replayers].map(([port, replayer]) => ({
         sourcePort: port,
         target: replayer.targetName,
@@ -198,27 +269,113 @@ export class MirrorJob {
     await this.tcpdump?.requestStats();
   }
 
+  /**
+   * Reads `item_size_max` of every source and target server (DESIGN.md
+   * invariant 8): the capture parsers take any value a source can store, and
+   * each replayer turns a write its target server could not store into a
+   * delete of the key. A server that does not answer keeps memcached's default.
+   */
+  private async readLimits(): Promise<string[]> {
+    const unread: string[] = [];
+    const read = async (address: string): Promise<ServerLimits | undefined> => {
+      const client = new MemcachedClient(address, {
+        connections: 1,
+        requestTimeoutMs: 2000,
+        connectTimeoutMs: 2000,
+      });
+      try {
+        return { ...(await readServerLimits(client)), address };
+      } catch {
+        unread.push(address);
+        return undefined;
+      } finally {
+        client.destroy();
+      }
+    };
+    const live = this.options.pcapFile === undefined;
+    const sourceAddresses = live
+      ? this.options.routes.map((r) => formatHostPort(this.options.sourceHost, r.sourcePort))
+      : [];
+    const [sources, targets] = await Promise.all([
+      Promise.all(sourceAddresses.map(read)),
+      Promise.all(
+        this.options.routes.map((route) => Promise.all(route.target.servers.map((s) => read(s.address)))),
+      ),
+    ]);
+    const known = (list: (ServerLimits | undefined)[]): ServerLimits[] =>
+      list.filter((l): l is ServerLimits => l !== undefined);
+    const allTargets = targets.flatMap(known);
+    for (const [i, route] of this.options.routes.entries()) {
+      this.replayers.get(route.sourcePort)?.useTargetLimits(known(targets[i] ?? []));
+    }
+    // A recorded capture has no source to ask: values as large as the targets take are read.
+    const bounding = live ? known(sources) : allTargets;
+    const limits = parserLimitsFor(bounding, this.options.maxValueBytes);
+    this.extractor.useLimits(limits);
+    const byAddress = (list: ServerLimits[]): Record<string, number> =>
+      Object.fromEntries(list.map((l) => [l.address, l.itemSizeMax]));
+    this.limits = {
+      maxValueBytes: limits.maxValueBytes,
+      sources: byAddress(known(sources)),
+      targets: byAddress(allTargets),
+    };
+    return unread;
+  }
+
+  /** What is being captured, for the line that says capture is running. */
+  captureInfo(): {
+    readonly interface: string;
+    readonly filter: string | undefined;
+    readonly file: string | undefined;
+    readonly sizing: CaptureSizing | undefined;
+  } {
+    return {
+      interface: this.options.interface,
+      filter: this.tcpdump?.args.at(-1),
+      file: this.options.pcapFile,
+      sizing: this.sizing,
+    };
+  }
+
   private async startLive(): Promise<void> {
+    const immediate = this.options.immediate === true;
+    let sizing: CaptureSizing | undefined;
+    if (immediate) {
+      sizing = captureSizing(this.options.interface);
+      const bufferKiB = this.options.tcpdumpBufferKiB;
+      if (bufferKiB !== undefined) {
+        sizing = { ...sizing, bufferKiB, ringPackets: Math.floor((bufferKiB * 1024) / sizing.snapLength) };
+      }
+    }
+    this.sizing = sizing;
+    const delay = immediate ? CAPTURE_DELAY_MS.immediate : CAPTURE_DELAY_MS.batched;
     const tcpdump = startTcpdump({
       interface: this.options.interface,
+      immediate,
+      ...(sizing === undefined ? {} : { snapLength: sizing.snapLength, bufferKiB: sizing.bufferKiB }),
+      ...(sizing === undefined && this.options.tcpdumpBufferKiB !== undefined
+        ? { bufferKiB: this.options.tcpdumpBufferKiB }
+        : {}),
       serverPorts: this.options.routes.map((r) => r.sourcePort),
       excludeClients: this.options.excludeClients,
       ...(this.options.tcpdumpPath === undefined ? {} : { tcpdumpPath: this.options.tcpdumpPath }),
-      ...(this.options.tcpdumpBufferKiB === undefined ? {} : { bufferKiB: this.options.tcpdumpBufferKiB }),
     });
     this.tcpdump = tcpdump;
     tcpdump.stdout.on('data', (chunk: Buffer) => this.push(chunk));
     // A quiet live capture brings no packets to sweep idle flows by capture time: sweep by the clock too.
     const sweeper = setInterval(() => this.pipeline.flows.sweep(Date.now() * 1000), 1000);
     sweeper.unref();
+    const ticker = setInterval(() => this.extractor.tick((Date.now() - delay) * 1000), TICK_MS);
+    ticker.unref();
     this.stopCapture = () => {
       clearInterval(sweeper);
-      // Without immediate mode the kernel hands packets over in batches up to a second late:
-      // give the last of them time to arrive before tcpdump is told to stop.
-      setTimeout(() => void tcpdump.stop(), STOP_GRACE_MS);
+      clearInterval(ticker);
+      // Give the last packets time to arrive before tcpdump is told to stop.
+      setTimeout(() => void tcpdump.stop(), delay);
     };
     void tcpdump.exited.then(() => {
       clearInterval(sweeper);
+      clearInterval(ticker);
       return this.finish(tcpdump.error);
     });
     await tcpdump.ready;

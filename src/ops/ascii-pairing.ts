@@ -17,6 +17,7 @@
  */
 import type { AsciiRequest, AsciiResponse, MetaRequest, MetaResponse } from '../protocol/ascii-frames.js';
 import { AsciiRequestParser, AsciiResponseParser } from '../protocol/ascii.js';
+import { SKIPPED_VALUE } from '../protocol/lines.js';
 import { isAsciiRequestStart, isAsciiResponseStart } from './resync.js';
 import type { OpOutcome } from './operation.js';
 import { PendingRequest } from './pending.js';
@@ -123,7 +124,7 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
       case 'storage':
         p.command = req.command;
         p.key = Buffer.from(req.key);
-        p.value = Buffer.from(req.value);
+        this.takeValue(p, req.value);
         p.flags = req.flags;
         p.exptime = req.exptime;
         return this.loudOrNoreply(p, EXPECT_STORAGE, req.noreply);
@@ -235,7 +236,7 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
         break;
       case 'ms':
         p.command = hasCas ? 'cas' : msMode(mode);
-        p.value = Buffer.from(req.value ?? EMPTY);
+        this.takeValue(p, req.value ?? EMPTY);
         p.expect = HD | NS | EX | NF | ERROR;
         p.silentOutcome = 'stored';
         break;
@@ -375,7 +376,8 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
         p.started = true;
         this.inStep(1);
       }
-      p.values![j] = Buffer.from(res.value);
+      // A skipped value stays the marker: a hit whose value is not known.
+      p.values![j] = res.value === SKIPPED_VALUE ? SKIPPED_VALUE : Buffer.from(res.value);
       p.valueFlags![j] = res.flags;
       p.nextKey = j + 1;
       return;
@@ -397,7 +399,8 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
     if (p.unsure) return this.giveUp(p);
     for (let i = 0; i < keys.length; i++) {
       const value = p.values![i];
-      if (value !== undefined) this.emit(p, keys[i]!, 'hit', value, p.valueFlags![i], undefined);
+      if (value === SKIPPED_VALUE) this.emit(p, keys[i]!, 'hit', undefined, undefined, undefined);
+      else if (value !== undefined) this.emit(p, keys[i]!, 'hit', value, p.valueFlags![i], undefined);
       else this.emit(p, keys[i]!, 'miss', undefined, undefined, undefined);
     }
   }
@@ -415,7 +418,8 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
       const flagsText = flagToken(res.flags, F_CODE);
       const flags = flagsText === undefined ? undefined : Number(flagsText);
       // HD: a hit whose value was not asked for (no v flag).
-      const value = res.value === undefined ? undefined : Buffer.from(res.value);
+      const value =
+        res.value === undefined || res.value === SKIPPED_VALUE ? undefined : Buffer.from(res.value);
       return this.finish(p, 'hit', value, flags);
     }
     if (command === 'incr' || command === 'decr') {

@@ -9,6 +9,9 @@
  */
 import {
   binaryArithmeticDelta,
+  binaryArithmeticExpiration,
+  binaryArithmeticInitial,
+  BINARY_NO_AUTO_CREATE,
   binaryCounterValue,
   binaryFlushExpiration,
   BinaryOpcode,
@@ -24,6 +27,7 @@ import {
 } from '../protocol/binary.js';
 import { BinaryRequestParser, BinaryResponseParser } from '../protocol/binary.js';
 import { B } from '../protocol/bytes.js';
+import { SKIPPED_VALUE } from '../protocol/lines.js';
 import type { OpOutcome } from './operation.js';
 import { PendingRequest } from './pending.js';
 import { huntBinary } from './resync.js';
@@ -86,7 +90,7 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
                 ? 'add'
                 : 'replace';
         p.key = Buffer.from(req.key);
-        p.value = Buffer.from(req.value);
+        this.takeValue(p, req.value);
         p.flags = binaryStoreFlags(req);
         p.exptime = binaryStoreExpiration(req);
         p.silentOutcome = 'stored';
@@ -95,7 +99,7 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
       case BinaryOpcode.Prepend:
         p.command = loud === BinaryOpcode.Append ? 'append' : 'prepend';
         p.key = Buffer.from(req.key);
-        p.value = Buffer.from(req.value);
+        this.takeValue(p, req.value);
         p.silentOutcome = 'stored';
         break;
       case BinaryOpcode.Delete:
@@ -108,6 +112,14 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
         p.command = loud === BinaryOpcode.Increment ? 'incr' : 'decr';
         p.key = Buffer.from(req.key);
         p.delta = binaryArithmeticDelta(req);
+        {
+          // Any expiration but the all-ones one creates a missing counter at `initial` (section 4.5).
+          const expiration = binaryArithmeticExpiration(req);
+          if (expiration !== undefined && expiration !== BINARY_NO_AUTO_CREATE) {
+            p.initial = binaryArithmeticInitial(req);
+            p.exptime = expiration;
+          }
+        }
         p.silentOutcome = 'number'; // a quiet success does not send the new value
         break;
       case BinaryOpcode.Touch:
@@ -175,7 +187,9 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
       case 'get':
       case 'gat':
         if (status === BinaryStatus.NoError) {
-          return this.finish(p, 'hit', Buffer.from(res.value), binaryResponseFlags(res));
+          // A value over the limit was skipped unread: a hit whose value is not known.
+          const value = res.value === SKIPPED_VALUE ? undefined : Buffer.from(res.value);
+          return this.finish(p, 'hit', value, binaryResponseFlags(res));
         }
         return this.finish(p, status === BinaryStatus.KeyNotFound ? 'miss' : 'error', undefined, undefined);
       case 'incr':

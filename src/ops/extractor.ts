@@ -14,6 +14,8 @@ import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import { AsciiSession } from './ascii-pairing.js';
 import { BinarySession } from './binary-pairing.js';
 import type { Operation } from './operation.js';
+import { ByteBudget } from './budget.js';
+import { QuietHold } from './held.js';
 import { firstTextRequest, huntBinary } from './resync.js';
 import {
   zeroOperationCounters,
@@ -25,7 +27,10 @@ import {
 export type { OperationCounters } from './session.js';
 
 export interface OperationExtractorOptions {
-  /** Bounds for each flow's parsers (line, key and value sizes). */
+  /**
+   * Bounds for each flow's parsers (line, key and value sizes). A value over
+   * the value bound is always skipped by its length, never a reason to hunt.
+   */
   readonly limits?: Limits;
   /** Most requests a flow keeps waiting for replies (default 10,000); beyond, all are given up as 'unknown'. */
   readonly maxPendingPerFlow?: number;
@@ -35,10 +40,24 @@ export interface OperationExtractorOptions {
    * request (default 1 second).
    */
   readonly settleMicros?: number;
+  /**
+   * Longest a quiet mutation waits for the reply that proves its outcome
+   * before it is reported anyway (capture time; default 100 ms; see held.ts).
+   */
+  readonly holdMicros?: number;
+  /**
+   * Bytes the values of requests awaiting their replies may hold, over all
+   * flows (default 128 MiB); beyond, a value is not kept and its key is
+   * invalidated on the target.
+   */
+  readonly maxPendingBytes?: number;
 }
 
 const DEFAULT_MAX_PENDING = 10_000;
 const DEFAULT_SETTLE_MICROS = 1_000_000;
+const DEFAULT_HOLD_MICROS = 100_000;
+/** With the replay queues' 256 MiB, fits the systemd unit's MemoryMax=1G with room for the runtime. */
+const DEFAULT_PENDING_BYTES = 128 * 1024 * 1024;
 
 type AnySession = PairingSession<unknown, unknown>;
 
@@ -47,17 +66,37 @@ const UNDECIDED = null;
 
 export class OperationExtractor implements FlowListener {
   readonly counters: OperationCounters = zeroOperationCounters();
-  private readonly ctx: SessionContext;
+  private ctx: SessionContext;
   private readonly sessions = new Map<number, AnySession | typeof UNDECIDED>();
 
   constructor(sink: (op: Operation) => void, options: OperationExtractorOptions = {}) {
     this.ctx = {
       sink,
       counters: this.counters,
-      limits: options.limits ?? DEFAULT_LIMITS,
+      limits: observing(options.limits ?? DEFAULT_LIMITS),
       maxPending: Math.max(1, options.maxPendingPerFlow ?? DEFAULT_MAX_PENDING),
       settleMicros: options.settleMicros ?? DEFAULT_SETTLE_MICROS,
+      hold: new QuietHold(options.holdMicros ?? DEFAULT_HOLD_MICROS, this.counters),
+      pendingBytes: new ByteBudget(options.maxPendingBytes ?? DEFAULT_PENDING_BYTES),
     };
+  }
+
+  /**
+   * Bounds for flows opened from now on (the servers' limits, once read from
+   * them; flows already followed keep theirs).
+   */
+  useLimits(limits: Limits): void {
+    this.ctx = { ...this.ctx, limits: observing(limits) };
+  }
+
+  /** Bytes the values of requests awaiting replies hold now, and may hold. */
+  get pendingBytes(): { used: number; max: number } {
+    return { used: this.ctx.pendingBytes.used, max: this.ctx.pendingBytes.max };
+  }
+
+  /** The parser bounds flows opened now get. */
+  get limits(): Limits {
+    return this.ctx.limits;
   }
 
   /** Flows being followed. */
@@ -71,7 +110,18 @@ export class OperationExtractor implements FlowListener {
     this.sessions.set(flow.id, UNDECIDED);
   }
 
+  /**
+   * Capture time has reached `nowMicros` (every packet stamped earlier has
+   * been handed over): quiet mutations held past their bound are reported.
+   * Packets advance it themselves; a live capture that goes quiet calls it
+   * by the clock.
+   */
+  tick(nowMicros: number): void {
+    this.ctx.hold.expire(nowMicros);
+  }
+
   data(flow: Flow, direction: Direction, chunk: Buffer, timestampMicros: number): void {
+    this.ctx.hold.expire(timestampMicros);
     let session = this.sessions.get(flow.id);
     if (session === undefined) {
       // A flow never opened here (the proxy may join late): follow it from now on, as mid-stream.
@@ -129,4 +179,9 @@ export class OperationExtractor implements FlowListener {
     this.counters.textFlows++;
     return new AsciiSession(this.ctx, flow.id, flow.midstream) as unknown as AnySession;
   }
+}
+
+/** An observer must stay in step whatever it cannot hold: over-limit values are skipped by their length. */
+function observing(limits: Limits): Limits {
+  return limits.skipOversizeValues === true ? limits : Object.freeze({ ...limits, skipOversizeValues: true });
 }

@@ -48,6 +48,8 @@ export interface Operation {
   readonly key: Buffer;
   /** Stored value (storage commands), or the value read (get/gat hits, when the reply carried it). */
   readonly value: Buffer | undefined;
+  /** A storage request whose value was over memshift's value limit, skipped unread (`value` undefined). */
+  readonly oversize?: boolean | undefined;
   /** Client flags sent (storage) or read (hits, when known). */
   readonly flags: number | undefined;
   /**
@@ -58,6 +60,11 @@ export interface Operation {
   readonly exptime: number | undefined;
   /** incr/decr delta. */
   readonly delta: bigint | undefined;
+  /**
+   * Binary incr/decr: the value a missing counter starts at, created with
+   * `exptime` (section 4.5). Undefined: a missing counter is not created.
+   */
+  readonly initial?: bigint | undefined;
   /** incr/decr result the source answered, when it did. */
   readonly number: bigint | undefined;
   readonly outcome: OpOutcome;

@@ -18,9 +18,15 @@ export class PendingRequest {
   /** A copy, owned by the operation this becomes. */
   key: Buffer = EMPTY;
   value: Buffer | undefined = undefined;
+  /** The value was over the value limit and skipped unread (`value` is then undefined). */
+  oversize = false;
+  /** Bytes of the pending budget this request holds until it is reported. */
+  charged = 0;
   flags: number | undefined = undefined;
   exptime: number | undefined = undefined;
   delta: bigint | undefined = undefined;
+  /** Binary incr/decr that creates a missing counter: its starting value (exptime holds its expiry). */
+  initial: bigint | undefined = undefined;
   timestampMicros = 0;
   /** The command's name, for admin commands (never emitted, counted). */
   name: string | undefined = undefined;
@@ -47,6 +53,19 @@ export class PendingRequest {
   cas = false;
   /** The flow was out of step when this was queued: its reply may be another request's. */
   unsure = false;
+  /**
+   * Sent while another connection's quiet write to the key was unconfirmed:
+   * which of the two the source applied last is not known (held.ts).
+   */
+  contested = false;
+  /** Read after a request-side hunt, before the flow was back in step: its bytes may be a value's. */
+  hunted = false;
+  /** A quiet mutation waiting in the hold (held.ts) for its outcome. */
+  held = false;
+  /** A loud mutation the hold follows until its reply, for quiet writes that overlap it. */
+  tracked = false;
+  /** The outcome it was reported with before its reply could tell (held.ts); its real one is checked against it. */
+  reported: OpOutcome | undefined = undefined;
   /** Multi-key text retrieval: one slot per key, filled as VALUE lines arrive. */
   keys: Buffer[] | undefined = undefined;
   values: (Buffer | undefined)[] | undefined = undefined;

@@ -19,6 +19,9 @@ import type { CloseReason } from '../capture/tcp-reassembly.js';
 import { FrameDecoder, type FrameParser } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
+import { SKIPPED_VALUE } from '../protocol/lines.js';
+import type { ByteBudget } from './budget.js';
+import type { HoldOwner, QuietHold } from './held.js';
 import type { OpCommand, OpOutcome, Operation } from './operation.js';
 import { PendingQueue, PendingRequest } from './pending.js';
 
@@ -45,6 +48,10 @@ export interface OperationCounters {
   resyncs: number;
   gaps: number;
   gapBytes: number;
+  /** Storage requests whose value was over the value limit: skipped by its length, the key invalidated. */
+  oversizeValues: number;
+  /** Values not kept while awaiting their reply, the pending byte budget being spent: the key is invalidated. */
+  shedValues: number;
   /** Malformed bytes (each one poisons that direction until the next message start). */
   protocolErrors: number;
   /** Requests given up because the flow's pending queue was full (mutations reported 'unknown'). */
@@ -53,6 +60,10 @@ export interface OperationCounters {
   droppedReads: number;
   /** stats, version, verbosity, lru_crawler, watch, quit, me, binary Stat/Version/Noop...: paired, never mirrored. */
   adminCommands: number;
+  heldExpired: number;
+  heldOvertaken: number;
+  heldContested: number;
+  heldRevoked: number;
 }
 
 export function zeroOperationCounters(): OperationCounters {
@@ -87,9 +98,15 @@ export function zeroOperationCounters(): OperationCounters {
     gaps: 0,
     gapBytes: 0,
     protocolErrors: 0,
+    oversizeValues: 0,
+    shedValues: 0,
     pendingDropped: 0,
     droppedReads: 0,
     adminCommands: 0,
+    heldExpired: 0,
+    heldOvertaken: 0,
+    heldContested: 0,
+    heldRevoked: 0,
   };
 }
 
@@ -100,6 +117,10 @@ export interface SessionContext {
   readonly limits: Limits;
   readonly maxPending: number;
   readonly settleMicros: number;
+  /** Quiet mutations of every session of the extractor, reported in time and in key order. */
+  readonly hold: QuietHold;
+  /** Bytes the values of requests awaiting replies may hold, over every flow. */
+  readonly pendingBytes: ByteBudget;
 }
 
 /** Bytes kept from the end of a chunk while hunting, so a message start split across chunks is still found. */
@@ -108,11 +129,17 @@ const HUNT_CARRY = 32;
 /** How far past the head pairing looks for a reply's owner by opaque or key. */
 export const LOOKAHEAD = 64;
 
-export abstract class PairingSession<Req, Res> {
+export abstract class PairingSession<Req, Res> implements HoldOwner {
   protected readonly ctx: SessionContext;
   protected readonly queue = new PendingQueue();
   readonly connection: number;
   protected desynced: boolean;
+  /**
+   * False from a request-side hunt (a gap, garbage, a mid-stream join) until
+   * the flow is back in step: a request read meanwhile may be a value's
+   * bytes that merely look like a command.
+   */
+  private requestsTrusted: boolean;
   /**
    * Text noreply requests already reported, older than the head of the queue:
    * an error reply may still come for any of them.
@@ -142,6 +169,7 @@ export abstract class PairingSession<Req, Res> {
     this.requests = new FrameDecoder(requestParser);
     this.responses = new FrameDecoder(responseParser);
     this.desynced = midstream;
+    this.requestsTrusted = !midstream;
     this.requestHunt = midstream;
     this.responseHunt = midstream;
     this.onRequestFrame = (frame) => {
@@ -203,19 +231,40 @@ export abstract class PairingSession<Req, Res> {
 
   /** Queues a request that expects a reply (or may be answered silently). */
   protected enqueue(p: PendingRequest): void {
+    // Quiet writes of other connections to this key reach the target before this request.
+    if (p.keys === undefined && this.ctx.hold.overtake(p.key, this.connection)) p.contested = true;
     if (this.queue.length >= this.ctx.maxPending) {
       // The server is not answering, or its replies are not being seen: give up on everything pending.
       this.ctx.counters.pendingDropped += this.queue.length;
       this.flushPending();
       this.desynced = true;
     }
+    if (p.value !== undefined && p.value.length > 0) {
+      if (this.ctx.pendingBytes.take(p.value.length)) p.charged = p.value.length;
+      else {
+        // No room to keep it until its reply: its key is invalidated instead of written.
+        p.value = undefined;
+        p.oversize = true;
+        this.ctx.counters.shedValues++;
+      }
+    }
     if (this.desynced) p.unsure = true;
+    if (!this.requestsTrusted) p.hunted = true;
     if (p.noreply && this.queue.length === 0) {
       this.giveUp(p);
+      this.ctx.hold.holdReported(p, this);
       this.noreplyAhead++;
       return;
     }
     this.queue.push(p);
+    this.ctx.hold.hold(p, this);
+  }
+
+  /** Reports a held quiet request before its reply can tell its outcome (see held.ts). */
+  reportEarly(p: PendingRequest, outcome: OpOutcome): void {
+    p.reported = outcome;
+    // 'unknown' carries no value: the key is deleted on the target, whatever the command.
+    this.emit(p, p.key, outcome, p.hunted || outcome === 'unknown' ? undefined : p.value, p.flags, undefined);
   }
 
   /** Removes the head (its reply has been seen), then reports the noreply requests that follow it. */
@@ -224,7 +273,19 @@ export abstract class PairingSession<Req, Res> {
     for (let p = this.queue.peek(); p !== undefined && p.noreply; p = this.queue.peek()) {
       this.queue.shift();
       this.giveUp(p);
+      this.ctx.hold.holdReported(p, this);
       this.noreplyAhead++;
+    }
+  }
+
+  /** Keeps a request's value: a copy, or nothing when it was skipped for being over the limit. */
+  protected takeValue(p: PendingRequest, value: Buffer): void {
+    if (value === SKIPPED_VALUE) {
+      p.value = undefined;
+      p.oversize = true;
+      this.ctx.counters.oversizeValues++;
+    } else {
+      p.value = Buffer.from(value);
     }
   }
 
@@ -237,6 +298,8 @@ export abstract class PairingSession<Req, Res> {
     number: bigint | undefined = undefined,
   ): void {
     if (p.command === 'other') return; // admin commands and fences are paired, never mirrored
+    if (p.held || p.tracked) this.ctx.hold.settled(p);
+    if (p.reported !== undefined) return this.lateOutcome(p, outcome);
     if (p.unsure) {
       this.giveUp(p);
       return;
@@ -244,7 +307,39 @@ export abstract class PairingSession<Req, Res> {
     this.emit(p, p.key, outcome, value, flags, number);
   }
 
-  /** Reports `p` without a trustworthy reply: mutations as 'unknown', reads not at all. */
+  /**
+   * The real outcome of a request reported early. Only an early 'stored' for a
+   * set can be wrong in a way that matters (the source refused or failed the
+   * set, and unlinked the old item): the target loses the key. An early
+   * 'unknown' already deleted it; a delete deletes whatever it answered.
+   */
+  private lateOutcome(p: PendingRequest, outcome: OpOutcome): void {
+    if (p.reported === outcome || p.reported === 'unknown' || p.command !== 'set' || p.unsure) return;
+    this.ctx.counters.heldRevoked++;
+    this.invalidate(p, 'revoked');
+  }
+
+  /** Deletes `p`'s key on the target after what was reported for it (`why` names the reason). */
+  private invalidate(p: PendingRequest, why: 'revoked' | 'contested'): void {
+    const c = this.ctx.counters;
+    c.operations++;
+    c.commands.delete++;
+    this.ctx.sink({
+      command: 'delete',
+      key: p.key,
+      value: undefined,
+      flags: undefined,
+      exptime: undefined,
+      delta: undefined,
+      number: undefined,
+      outcome: 'unknown',
+      protocol: p.protocol,
+      connection: this.connection,
+      timestampMicros: p.timestampMicros,
+      name: why,
+    });
+  }
+
   /** Marks queued requests unsure, from `i` up to and including the next one that is not silent. */
   protected markUnsureThroughLoud(i: number): void {
     for (let j = i; ; j++) {
@@ -267,8 +362,12 @@ export abstract class PairingSession<Req, Res> {
     }
   }
 
+  /** Reports `p` without a trustworthy reply: mutations as 'unknown', reads not at all. */
   protected giveUp(p: PendingRequest): void {
     if (p.command === 'other') return;
+    if (p.held || p.tracked) this.ctx.hold.settled(p);
+    // Reported early: 'unknown' now asks nothing more of the target than what it was told then.
+    if (p.reported !== undefined) return;
     if (p.command === 'get') {
       this.ctx.counters.droppedReads += p.keys?.length ?? 1;
       return;
@@ -276,7 +375,9 @@ export abstract class PairingSession<Req, Res> {
     if (p.keys !== undefined) {
       for (const key of p.keys) this.emit(p, key, 'unknown', undefined, undefined, undefined);
     } else {
-      this.emit(p, p.key, 'unknown', p.value, p.flags, undefined);
+      // A request read while hunting may have been a value's bytes: its key may be lost on the
+      // target, never written with what it carries.
+      this.emit(p, p.key, 'unknown', p.hunted ? undefined : p.value, p.flags, undefined);
     }
   }
 
@@ -288,7 +389,16 @@ export abstract class PairingSession<Req, Res> {
     flags: number | undefined,
     number: bigint | undefined,
   ): void {
+    if (p.charged > 0) {
+      this.ctx.pendingBytes.give(p.charged);
+      p.charged = 0;
+    }
     const c = this.ctx.counters;
+    if (p.contested && (p.command === 'get' || p.command === 'gat')) {
+      // Its value may predate or follow the contested write: nothing to fill from it.
+      c.droppedReads++;
+      return;
+    }
     c.operations++;
     c.commands[p.command]++;
     if (outcome === 'unknown') c.unknownOutcomes++;
@@ -299,6 +409,8 @@ export abstract class PairingSession<Req, Res> {
       flags,
       exptime: p.exptime,
       delta: p.delta,
+      initial: p.initial,
+      oversize: p.oversize,
       number,
       outcome,
       protocol: p.protocol,
@@ -306,12 +418,15 @@ export abstract class PairingSession<Req, Res> {
       timestampMicros: p.timestampMicros,
       name: p.name,
     });
+    // Contested: whichever write the source applied last, the target must not guess.
+    if (p.contested) this.invalidate(p, 'contested');
   }
 
   /** A reply proved which request it answers: requests queued after that one are in step. */
   protected inStep(from: number): void {
     if (!this.desynced) return;
     this.desynced = false;
+    this.requestsTrusted = true;
     for (let i = from; i < this.queue.length; i++) this.queue.at(i)!.unsure = false;
   }
 
@@ -337,6 +452,7 @@ export abstract class PairingSession<Req, Res> {
     this.desynced = true;
     if (isRequest) {
       this.requestHunt = true;
+      this.requestsTrusted = false;
       this.requestCarry = undefined;
       this.requests.reset();
     } else {
@@ -356,6 +472,7 @@ export abstract class PairingSession<Req, Res> {
       this.now - this.lastResponseMicros >= this.ctx.settleMicros
     ) {
       this.desynced = false;
+      this.requestsTrusted = true;
     }
   }
 

@@ -30,6 +30,7 @@ import { B } from './bytes.js';
 import type { FrameParser, ParseCursor } from './decoder.js';
 import { protocolError } from './errors.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
+import { SKIPPED_VALUE } from './lines.js';
 
 export * from './binary-opcodes.js';
 
@@ -108,6 +109,7 @@ export class BinaryRequestParser implements FrameParser<BinaryRequest> {
     const keyEnd = extrasEnd + u16(buf, start + AT_KEY_LENGTH);
     const end = start + total;
     cursor.end = end;
+    const skipped = (cursor.skip ?? 0) > 0;
     return {
       magic: B.BINARY_REQUEST,
       opcode: buf[start + AT_OPCODE]!,
@@ -117,7 +119,7 @@ export class BinaryRequestParser implements FrameParser<BinaryRequest> {
       cas: readCas(buf, start + AT_CAS),
       extras: view(buf, start + BINARY_HEADER_BYTES, extrasEnd),
       key: view(buf, extrasEnd, keyEnd),
-      value: view(buf, keyEnd, end),
+      value: skipped ? SKIPPED_VALUE : view(buf, keyEnd, end),
     };
   }
 }
@@ -137,6 +139,7 @@ export class BinaryResponseParser implements FrameParser<BinaryResponse> {
     const keyEnd = extrasEnd + u16(buf, start + AT_KEY_LENGTH);
     const end = start + total;
     cursor.end = end;
+    const skipped = (cursor.skip ?? 0) > 0;
     return {
       magic: B.BINARY_RESPONSE,
       opcode: buf[start + AT_OPCODE]!,
@@ -146,7 +149,7 @@ export class BinaryResponseParser implements FrameParser<BinaryResponse> {
       cas: readCas(buf, start + AT_CAS),
       extras: view(buf, start + BINARY_HEADER_BYTES, extrasEnd),
       key: view(buf, extrasEnd, keyEnd),
-      value: view(buf, keyEnd, end),
+      value: skipped ? SKIPPED_VALUE : view(buf, keyEnd, end),
     };
   }
 }
@@ -155,7 +158,10 @@ export class BinaryResponseParser implements FrameParser<BinaryResponse> {
  * The total length of the packet at `start` once it is all in `buf`, or 0
  * after setting `cursor.need` (24 for the header, then header plus body).
  * The header is checked as soon as it is complete, so a packet that breaks a
- * bound is refused before any of its body is buffered.
+ * bound is refused before any of its body is buffered. A value over the limit
+ * is refused too, or with `limits.skipOversizeValues` left out of the returned
+ * length: `cursor.skip` has the decoder drop it by its length (memcached
+ * swallows a value too large to store the same way).
  */
 function packetLength(
   buf: Buffer,
@@ -192,7 +198,7 @@ function packetLength(
     );
   }
   const valueLength = bodyLength - extrasLength - keyLength;
-  if (valueLength > limits.maxValueBytes) {
+  if (valueLength > limits.maxValueBytes && limits.skipOversizeValues !== true) {
     throw protocolError(
       `binary packet value of ${valueLength} bytes is larger than ${limits.maxValueBytes}`,
       buf,
@@ -200,11 +206,13 @@ function packetLength(
       start,
     );
   }
-  const total = BINARY_HEADER_BYTES + bodyLength;
+  const skip = valueLength > limits.maxValueBytes ? valueLength : 0;
+  const total = BINARY_HEADER_BYTES + bodyLength - skip;
   if (available < total) {
     cursor.need = total;
     return 0;
   }
+  cursor.skip = skip;
   return total;
 }
 

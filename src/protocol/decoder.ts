@@ -13,6 +13,12 @@ export interface ParseCursor {
    * or 0 when the parser is waiting for the end of a line.
    */
   need: number;
+  /**
+   * After a frame: bytes that follow `end` and belong to it but are not
+   * handed out, a data block over the value limit skipped by its declared
+   * length (the decoder drops them as they arrive, never buffers or scans them).
+   */
+  skip?: number;
 }
 
 /**
@@ -38,7 +44,9 @@ export interface FrameParser<F> {
  */
 export class FrameDecoder<F> {
   private readonly parser: FrameParser<F>;
-  private readonly cursor: ParseCursor = { end: 0, need: 0 };
+  private readonly cursor: ParseCursor = { end: 0, need: 0, skip: 0 };
+  /** Bytes of a skipped data block still to arrive and be dropped. */
+  private skipping = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private need = 0;
@@ -70,8 +78,14 @@ export class FrameDecoder<F> {
     }
   }
 
+  /** Bytes of a skipped over-limit data block still expected. */
+  get skippingBytes(): number {
+    return this.skipping;
+  }
+
   /** Forgets buffered bytes and any failure; the next byte pushed starts a frame. */
   reset(): void {
+    this.skipping = 0;
     this.pending = [];
     this.pendingBytes = 0;
     this.need = 0;
@@ -80,7 +94,14 @@ export class FrameDecoder<F> {
 
   private feed(chunk: Buffer, onFrame: (frame: F) => void): void {
     let pos = 0;
-    while (this.pendingBytes > 0 && pos < chunk.length) {
+    for (;;) {
+      if (this.skipping > 0) {
+        const n = Math.min(this.skipping, chunk.length - pos);
+        this.skipping -= n;
+        this.consumed += n;
+        pos += n;
+      }
+      if (pos >= chunk.length || this.pendingBytes === 0) break;
       let take: number;
       let complete: boolean;
       if (this.need > 0) {
@@ -103,7 +124,8 @@ export class FrameDecoder<F> {
       this.pendingBytes = 0;
       this.scan(joined, onFrame);
     }
-    if (pos < chunk.length) this.scan(pos === 0 ? chunk : chunk.subarray(pos), onFrame);
+    if (pos < chunk.length && this.skipping === 0)
+      this.scan(pos === 0 ? chunk : chunk.subarray(pos), onFrame);
   }
 
   /** Parses every whole frame in `buf` in place; keeps the incomplete tail. */
@@ -112,6 +134,7 @@ export class FrameDecoder<F> {
     let start = 0;
     while (start < buf.length) {
       let frame: F | undefined;
+      cursor.skip = 0;
       try {
         frame = this.parser.parse(buf, start, cursor);
       } catch (err) {
@@ -130,7 +153,16 @@ export class FrameDecoder<F> {
       }
       this.consumed += cursor.end - start;
       start = cursor.end;
+      const skip = cursor.skip ?? 0;
       onFrame(frame);
+      if (skip > 0) {
+        // The frame's over-limit data block: dropped by its length, whatever its bytes look like.
+        const here = Math.min(skip, buf.length - start);
+        this.consumed += here;
+        start += here;
+        this.skipping = skip - here;
+        if (this.skipping > 0) return;
+      }
     }
   }
 

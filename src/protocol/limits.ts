@@ -9,6 +9,13 @@ export interface Limits {
   readonly maxKeyBytes: number;
   /** Largest value: memcached's default item max (-I) is 1 MiB. */
   readonly maxValueBytes: number;
+  /**
+   * A data block over `maxValueBytes` is skipped by its declared length and
+   * its frame handed out with SKIPPED_VALUE (lines.ts), instead of being a
+   * protocol error. For readers that must stay in step with a stream they
+   * only observe (capture); a reader that forwards values keeps the error.
+   */
+  readonly skipOversizeValues?: boolean;
 }
 
 export const KEY_MAX_BYTES = 250;

@@ -78,13 +78,23 @@ export function bytesAre(buf: Uint8Array, at: number, end: number, text: string)
 }
 
 /**
+ * The value of a frame whose data block was over the value limit: skipped by
+ * its declared length, never buffered nor scanned (DESIGN.md invariant 7).
+ * The frame's command and key are known, its value is not. Compare by identity.
+ */
+export const SKIPPED_VALUE: Buffer = Buffer.alloc(0);
+
+/**
  * The data block that follows a line ending at `next` (the offset past its \n):
  * `len` bytes, then exactly \r\n (protocol.txt, "Storage commands": "<data
  * block>\r\n"). Returns a view of the bytes, or undefined after setting
  * `cursor.need` when the block has not fully arrived.
  *
- * A length over the value limit is a framing error: buffering it would break
- * the memory bound, and skipping it would hide a mutation from the replay.
+ * A length over the value limit is never buffered. With
+ * `limits.skipOversizeValues` the frame ends at the line and `cursor.skip`
+ * tells the decoder to drop the block and its \r\n by their length, as
+ * memcached swallows a value too large to store (SKIPPED_VALUE stands for the
+ * value); otherwise it is a framing error.
  */
 export function dataBlock(
   buf: Buffer,
@@ -95,7 +105,16 @@ export function dataBlock(
   cursor: ParseCursor,
 ): Buffer | undefined {
   if (len > limits.maxValueBytes) {
-    throw protocolError(`data block of ${len} bytes over the ${limits.maxValueBytes} byte limit`, buf, start);
+    if (limits.skipOversizeValues !== true) {
+      throw protocolError(
+        `data block of ${len} bytes over the ${limits.maxValueBytes} byte limit`,
+        buf,
+        start,
+      );
+    }
+    cursor.end = next;
+    cursor.skip = len + 2;
+    return SKIPPED_VALUE;
   }
   const valueEnd = next + len;
   if (buf.length < valueEnd + 2) {

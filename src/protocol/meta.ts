@@ -193,8 +193,8 @@ export function keyNeedsBase64(key: Uint8Array): boolean {
  * Whether a meta command can name this key at all. memcached reads the key
  * token before decoding it and refuses a token over 250 bytes, so a key that
  * needs base64 can be at most 186 bytes (4 * ceil(186 / 3) = 248; 187 bytes
- * take 252, and memcached 1.6.18 answers CLIENT_ERROR); a raw key at most 250. Longer keys exist only through the binary protocol, whose keys
- * may hold any byte.
+ * take 252, and memcached 1.6.18 answers CLIENT_ERROR); a raw key at most 250.
+ * Longer keys exist only through the binary protocol, whose keys may hold any byte.
  */
 export function metaKeyFits(key: Uint8Array): boolean {
   if (key.length === 0 || key.length > KEY_MAX_BYTES) return false;

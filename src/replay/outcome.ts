@@ -46,7 +46,9 @@ export type DeleteReason =
   /** The source said the key is not there (replace/append/cas/incr/touch not found). */
   | 'absent'
   /** A set failed on the source, which unlinks the old item when it cannot store the new one. */
-  | 'failed_set';
+  | 'failed_set'
+  /** The value was over memshift's value limit and skipped unread: what the source holds is not known. */
+  | 'too_large';
 
 export type TargetAction =
   | {
@@ -66,6 +68,9 @@ export type TargetAction =
       readonly delta: bigint;
       /** What the source answered; a target that answers otherwise has diverged and loses the key. */
       readonly expected: bigint;
+      /** Creates a missing counter at this value with `exptime` (binary incr/decr), as the source did. */
+      readonly initial: bigint | undefined;
+      readonly exptime: number;
     }
   | { readonly kind: 'flush'; readonly delay: number | undefined }
   /**
@@ -96,7 +101,7 @@ function del(key: Buffer, reason: DeleteReason): TargetAction[] {
 
 function set(op: Operation): TargetAction[] {
   // A storage operation without its value cannot be repeated: unknown content.
-  if (op.value === undefined) return del(op.key, 'unknown');
+  if (op.value === undefined) return del(op.key, op.oversize === true ? 'too_large' : 'unknown');
   return [{ kind: 'set', key: op.key, value: op.value, flags: op.flags ?? 0, exptime: op.exptime ?? 0 }];
 }
 
@@ -134,7 +139,7 @@ export function outcomeActions(op: Operation, rules: OutcomeRules): TargetAction
     case 'append':
     case 'prepend':
       if (outcome === 'stored') {
-        if (op.value === undefined) return del(key, 'unknown');
+        if (op.value === undefined) return del(key, op.oversize === true ? 'too_large' : 'unknown');
         return [{ kind: command, key, value: op.value }];
       }
       if (outcome === 'unknown') return del(key, 'unknown');
@@ -144,7 +149,16 @@ export function outcomeActions(op: Operation, rules: OutcomeRules): TargetAction
     case 'incr':
     case 'decr':
       if (outcome === 'number' && op.number !== undefined && op.delta !== undefined) {
-        return [{ kind: command, key, delta: op.delta, expected: op.number }];
+        return [
+          {
+            kind: command,
+            key,
+            delta: op.delta,
+            expected: op.number,
+            initial: op.initial,
+            exptime: op.exptime ?? 0,
+          },
+        ];
       }
       if (outcome === 'not_found') return del(key, 'absent');
       if (outcome === 'error') return skip('source_error');

@@ -10,6 +10,9 @@
  */
 import type { Operation } from '../ops/operation.js';
 import { MemcachedClient } from '../net/client.js';
+import { itemFits, type ServerLimits } from '../net/server-limits.js';
+import { ByteBudget } from '../ops/budget.js';
+import { metaKeyFits } from '../protocol/meta.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import type { Pool } from '../topology/pool.js';
 import type { KeyFreshness } from './freshness.js';
@@ -46,6 +49,11 @@ export interface ReplayerOptions {
   readonly flush?: 'skip' | 'all-targets';
   /** Commands queued or unconfirmed per target server before operations are dropped (default 65536). */
   readonly maxQueuedPerServer?: number;
+  /**
+   * Bytes all queued writes may hold (keys, values, bookkeeping), shared with
+   * other replayers given the same budget (default 256 MiB of its own).
+   */
+  readonly queueBudget?: ByteBudget;
   /** Keys remembered for deletion after drops or failures, over all servers (default 1,000,000). */
   readonly maxRememberedKeys?: number;
   /** Slots of the key → last mutation table behind `changedSince` (default 2^20, 8 bytes each). */
@@ -56,6 +64,12 @@ export interface ReplayerOptions {
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
   readonly limits?: Limits;
+  /**
+   * The capture clock now, in ms (default: the wall clock, right for live
+   * capture; a pcap replay passes the time of the packet it has reached).
+   * Relative TTLs are counted down from the capture time by it.
+   */
+  readonly now?: () => number;
   /** Loud events (a skipped flush_all, a target going down); default: none. */
   readonly onWarning?: (message: string) => void;
 }
@@ -84,6 +98,12 @@ export interface ReplayCounters {
   dropped: number;
   /** Remembered keys deleted on the target after it came back. */
   invalidated: number;
+  /**
+   * Keys deleted on the target instead of written, by why (the source's
+   * outcome unknown, a value over memshift's limit or the target's item
+   * size, ...); the client's own deletes are not counted here.
+   */
+  invalidatedBy: Record<string, number>;
   /** Dropped keys that could not be remembered: possibly stale on the target. */
   unrecoverable: number;
   /** Operations the target answered with an error (their keys are remembered). */
@@ -97,9 +117,15 @@ export interface ReplayCounters {
   fills: { attempted: number; applied: number; skipped: number; skippedBy: Record<string, number> };
   /** Bytes written to the target. */
   bytes: number;
+  /** Bytes the queued writes hold now, of the queue budget (shared when the budget is). */
+  queuedBytes: number;
+  queueBudgetBytes: number;
   /** Capture time to target reply, for applied operations. */
   lag: { p50: number; p99: number; max: number };
 }
+
+/** Fits the systemd unit's MemoryMax=1G with the capture's own budget and the runtime beside it. */
+export const DEFAULT_QUEUE_BYTES = 256 * 1024 * 1024;
 
 /** Lookups of remaining TTL on the source at a time, at most. */
 const MAX_LOOKUPS = 256;
@@ -107,7 +133,10 @@ const FILL_SLOTS = 1 << 16;
 
 interface Server {
   readonly address: string;
+  /** The meta connections keys are spread over, then the binary one once a key needed it. */
   readonly connections: TargetConnection[];
+  binary: TargetConnection | undefined;
+  readonly open: (protocol: 'meta' | 'binary') => TargetConnection;
 }
 
 export class Replayer implements KeyFreshness {
@@ -125,6 +154,8 @@ export class Replayer implements KeyFreshness {
   private readonly recent: RecentMutations;
   private readonly budget: MemoryBudget;
   private readonly lagHistogram = new LagHistogram();
+  private readonly targetLimits = new Map<string, ServerLimits>();
+  private readonly now: () => number;
   private readonly warn: (message: string) => void;
   private lookups = 0;
   private closed = false;
@@ -134,6 +165,7 @@ export class Replayer implements KeyFreshness {
     skipped: {} as Record<string, number>,
     dropped: 0,
     invalidated: 0,
+    invalidatedBy: {} as Record<string, number>,
     failed: 0,
     diverged: 0,
     fillsAttempted: 0,
@@ -157,8 +189,10 @@ export class Replayer implements KeyFreshness {
       remembered: 0,
       maxRemembered: options.maxRememberedKeys ?? 1_000_000,
       unrecoverable: 0,
+      queued: options.queueBudget ?? new ByteBudget(DEFAULT_QUEUE_BYTES),
     };
     this.warn = options.onWarning ?? (() => {});
+    this.now = options.now ?? Date.now;
     this.perServer = Math.max(1, Math.floor(options.connectionsPerServer ?? 2));
     const perConnection = Math.max(2, Math.floor((options.maxQueuedPerServer ?? 65536) / this.perServer));
     const connectionOptions = {
@@ -167,6 +201,7 @@ export class Replayer implements KeyFreshness {
       backoffInitialMs: options.backoffInitialMs ?? 100,
       backoffMaxMs: options.backoffMaxMs ?? 2000,
       limits: options.limits ?? DEFAULT_LIMITS,
+      now: this.now,
     };
     const events = {
       settled: (job: Job, result: JobResult) => this.settled(job, result),
@@ -175,17 +210,19 @@ export class Replayer implements KeyFreshness {
         if (!up && !this.closed) this.warn(`target ${address ?? ''} disconnected; remembering dropped keys`);
       },
     };
-    this.servers = this.target.servers.map((server) => ({
-      address: server.address,
-      connections: Array.from(
-        { length: this.perServer },
-        () =>
-          new TargetConnection(server, connectionOptions, this.budget, {
-            ...events,
-            connectionChange: (up) => events.connectionChange(up, server.address),
-          }),
-      ),
-    }));
+    this.servers = this.target.servers.map((server) => {
+      const open = (protocol: 'meta' | 'binary'): TargetConnection =>
+        new TargetConnection(server, { ...connectionOptions, protocol }, this.budget, {
+          ...events,
+          connectionChange: (up) => events.connectionChange(up, server.address),
+        });
+      return {
+        address: server.address,
+        connections: Array.from({ length: this.perServer }, () => open('meta')),
+        binary: undefined,
+        open,
+      };
+    });
     if (options.source !== undefined && this.fillOn) {
       this.source = new MemcachedClient(options.source, {
         connections: 1,
@@ -196,6 +233,15 @@ export class Replayer implements KeyFreshness {
       // Connect now, so ownClientPorts() can name the port before the first fill.
       this.source.version().catch(() => {});
     }
+  }
+
+  /**
+   * The largest item each target server stores (`item_size_max`, by address),
+   * read from the servers at start: a write that would not fit is turned into
+   * a delete of its key there, before it is sent.
+   */
+  useTargetLimits(limits: readonly ServerLimits[]): void {
+    for (const l of limits) this.targetLimits.set(l.address, l);
   }
 
   /** The target pool's name, for reports. */
@@ -274,19 +320,58 @@ export class Replayer implements KeyFreshness {
         if (this.fillOn) this.fill(action.key, action.value, action.flags, hash);
         continue;
       }
-      this.enqueue(action, hash, counted ? -1 : capturedMs, !counted);
+      this.enqueue(action, hash, counted ? -1 : capturedMs, !counted, capturedMs);
       counted = true;
     }
     if (!counted) this.skip('sampled_out');
   }
 
+  /**
+   * The connection a key is pinned to (so its writes stay in order): one of
+   * the server's meta connections, or for a key meta cannot carry (see
+   * target-binary.ts) the server's binary connection, opened the first time.
+   */
   private connectionFor(key: Buffer, hash: number): TargetConnection {
     const server = this.servers[this.target.distribution.serverFor(key)] as Server;
+    if (!metaKeyFits(key)) {
+      if (server.binary === undefined) {
+        server.binary = server.open('binary');
+        server.connections.push(server.binary);
+      }
+      return server.binary;
+    }
     return server.connections[this.perServer === 1 ? 0 : (hash >>> 16) % this.perServer] as TargetConnection;
   }
 
+  /** Whether the target server for `key` can store an item of this size (unknown limits: yes). */
+  private fits(key: Buffer, value: Buffer, flags: number): boolean {
+    const server = this.servers[this.target.distribution.serverFor(key)] as Server;
+    const limits = this.targetLimits.get(server.address);
+    return limits === undefined || itemFits(limits, key.length, value.length, flags);
+  }
+
+  private invalidatedFor(reason: string): void {
+    this.c.invalidatedBy[reason] = (this.c.invalidatedBy[reason] ?? 0) + 1;
+  }
+
   /** Queues a keyed action; `counts`: this job stands for the operation in the counters. */
-  private enqueue(action: TargetAction, hash: number, capturedMs: number, counts: boolean): void {
+  private enqueue(
+    action: TargetAction,
+    hash: number,
+    capturedMs: number,
+    counts: boolean,
+    sourceMs: number,
+  ): void {
+    if (action.kind === 'delete' && action.reason !== 'delete') this.invalidatedFor(action.reason);
+    if (
+      (action.kind === 'set' || action.kind === 'append' || action.kind === 'prepend') &&
+      // An append keeps the item's flags, unknown here: counted as set (the larger header).
+      !this.fits(action.key, action.value, action.kind === 'set' ? action.flags : 1)
+    ) {
+      // The target would refuse it, and keep whatever it held: the key goes instead.
+      this.invalidatedFor('target_item_size');
+      action = { kind: 'delete', key: action.key, reason: 'too_large' };
+    }
     let job: Job;
     switch (action.kind) {
       case 'set':
@@ -294,6 +379,7 @@ export class Replayer implements KeyFreshness {
           value: action.value,
           flags: action.flags,
           exptime: action.exptime,
+          expiresAtMs: expiresAt(action.exptime, sourceMs),
         });
         break;
       case 'append':
@@ -304,13 +390,19 @@ export class Replayer implements KeyFreshness {
         job = makeJob('delete', action.key, capturedMs);
         break;
       case 'touch':
-        job = makeJob('touch', action.key, capturedMs, { exptime: action.exptime });
+        job = makeJob('touch', action.key, capturedMs, {
+          exptime: action.exptime,
+          expiresAtMs: expiresAt(action.exptime, sourceMs),
+        });
         break;
       case 'incr':
       case 'decr':
         job = makeJob(action.kind, action.key, capturedMs, {
           delta: action.delta,
           expected: action.expected,
+          exptime: action.exptime,
+          expiresAtMs: expiresAt(action.exptime, sourceMs),
+          ...(action.initial === undefined ? {} : { initial: action.initial }),
         });
         break;
       default:
@@ -320,6 +412,10 @@ export class Replayer implements KeyFreshness {
     if (conn.offer(job)) return;
     conn.remember(action.key);
     if (counts) this.c.dropped++;
+    this.warn(
+      `target ${conn.endpoint.address} is not taking writes (down, or its queue or the byte budget full): ` +
+        'dropping them and remembering their keys for deletion',
+    );
   }
 
   private read(op: Operation, hash: number, capturedMs: number): boolean {
@@ -376,7 +472,13 @@ export class Replayer implements KeyFreshness {
         if (!Number.isInteger(ttl)) return this.fillSkip('lookup_failed', true);
         // protocol.txt "Meta Get": t is -1 for an item that never expires.
         if (ttl === 0) return this.fillSkip('expiring', true);
-        const job = makeJob('fill', key, -1, { value, flags, exptime: ttl < 0 ? 0 : ttl });
+        if (!this.fits(key, value, flags)) return this.fillSkip('too_large', true);
+        const job = makeJob('fill', key, -1, {
+          value,
+          flags,
+          exptime: ttl < 0 ? 0 : ttl,
+          expiresAtMs: ttl < 0 ? 0 : this.now() + ttl * 1000,
+        });
         if (!this.connectionFor(key, hash).offer(job)) this.fillSkip('queue_full', true);
       },
       () => {
@@ -417,6 +519,10 @@ export class Replayer implements KeyFreshness {
       return;
     }
     switch (result) {
+      case 'absent':
+        // The target lacked the key and the command did not create it: a miss there, not an applied write.
+        this.skip('target_absent');
+        return;
       case 'ok':
       case 'not_stored':
         this.c.applied++;
@@ -479,6 +585,7 @@ export class Replayer implements KeyFreshness {
       skipped: { ...c.skipped },
       dropped: c.dropped,
       invalidated: c.invalidated,
+      invalidatedBy: { ...c.invalidatedBy },
       unrecoverable: this.budget.unrecoverable,
       failed: c.failed,
       diverged: c.diverged,
@@ -491,6 +598,8 @@ export class Replayer implements KeyFreshness {
         skippedBy: { ...c.fillSkippedBy },
       },
       bytes,
+      queuedBytes: this.budget.queued.used,
+      queueBudgetBytes: this.budget.queued.max,
       lag: {
         p50: this.lagHistogram.quantile(0.5),
         p99: this.lagHistogram.quantile(0.99),
@@ -529,6 +638,19 @@ export class Replayer implements KeyFreshness {
       }),
     };
   }
+}
+
+/** protocol.txt "Expiration times": up to 30 days an exptime is relative, beyond it a unix time. */
+const RELATIVE_EXPTIME_MAX = 60 * 60 * 24 * 30;
+
+/**
+ * When a relative expiry set on the source at capture time `sourceMs` runs
+ * out, in ms of the capture clock; 0 when the exptime is absolute, never or
+ * already past (those are written as they are).
+ */
+function expiresAt(exptime: number, sourceMs: number): number {
+  if (exptime <= 0 || exptime > RELATIVE_EXPTIME_MAX || sourceMs <= 0) return 0;
+  return sourceMs + exptime * 1000;
 }
 
 export interface ReplayStatus extends ReplayCounters {

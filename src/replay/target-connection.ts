@@ -20,6 +20,10 @@ import { FrameDecoder } from '../protocol/decoder.js';
 import type { Limits } from '../protocol/limits.js';
 import type { Endpoint } from '../net/address.js';
 import { Ring } from '../net/ring.js';
+import type { ByteBudget } from '../ops/budget.js';
+import { BinaryResponseParser, type BinaryResponse } from '../protocol/binary.js';
+import { BinaryOpcode } from '../protocol/binary-opcodes.js';
+import { binaryJobPackets, binaryJobResult } from './target-binary.js';
 
 export type JobKind =
   | 'set'
@@ -48,6 +52,13 @@ export interface Job {
   readonly exptime: number;
   readonly delta: bigint;
   readonly expected: bigint;
+  /** incr/decr: create a missing counter at this value (with `exptime` as its TTL); undefined: do not. */
+  readonly initial: bigint | undefined;
+  /**
+   * When the item runs out on the source, in capture-clock ms (0: write
+   * `exptime` as it is): the TTL written is what is left of it then.
+   */
+  readonly expiresAtMs: number;
   /** Capture time in ms for lag, or -1 when this job does not stand for an operation. */
   readonly capturedMs: number;
   /** The opaque token once written. */
@@ -57,12 +68,14 @@ export interface Job {
 /**
  * How a job ended:
  * - `ok`: applied (or nothing to apply: delete/touch of a missing key);
- * - `not_stored`: an add-mode fill found the key there, or append/prepend found none;
+ * - `not_stored`: an add-mode fill found the key there;
+ * - `absent`: the target does not hold the key and the job did not create it
+ *   (incr/decr, append/prepend, touch): it had no effect, and the key stays a miss;
  * - `diverged`: incr/decr answered otherwise than the source; a delete follows;
  * - `failed`: the target answered with an error;
  * - `lost`: the connection went away before the outcome was known.
  */
-export type JobResult = 'ok' | 'not_stored' | 'diverged' | 'failed' | 'lost';
+export type JobResult = 'ok' | 'not_stored' | 'absent' | 'diverged' | 'failed' | 'lost';
 
 export interface TargetConnectionOptions {
   readonly maxQueued: number;
@@ -70,6 +83,13 @@ export interface TargetConnectionOptions {
   readonly backoffInitialMs: number;
   readonly backoffMaxMs: number;
   readonly limits: Limits;
+  /** The capture clock now (ms), to count relative TTLs down from the capture time. */
+  readonly now: () => number;
+  /**
+   * `binary` for the connection that carries keys meta cannot (target-binary.ts);
+   * default `meta`.
+   */
+  readonly protocol?: 'meta' | 'binary';
 }
 
 /** The remembered-keys budget shared by all connections of a replayer. */
@@ -78,6 +98,15 @@ export interface MemoryBudget {
   readonly maxRemembered: number;
   /** Keys that could not be remembered: their target copy may be stale and nothing will fix it. */
   unrecoverable: number;
+  /** Bytes of every queued job (key, value, bookkeeping), over all connections of all replayers. */
+  readonly queued: ByteBudget;
+}
+
+/** What a queued job costs beyond its key and value: the job object and its ring slot, roughly. */
+const JOB_OVERHEAD_BYTES = 160;
+
+function cost(job: Job): number {
+  return JOB_OVERHEAD_BYTES + job.key.length + (job.value?.length ?? 0);
 }
 
 export interface TargetEvents {
@@ -90,6 +119,8 @@ export interface TargetEvents {
 type State = 'connecting' | 'open' | 'down' | 'closed';
 
 const BATCH_BYTES = 64 * 1024;
+/** Seconds taken off a relative TTL for the servers' coarse clocks (see ttl()). */
+const CLOCK_MARGIN_S = 2;
 /** Values this large are written as their own part rather than copied into the batch. */
 const BIG_VALUE = 8 * 1024;
 /** Bytes written per flush before the socket gets a chance to drain. */
@@ -97,7 +128,7 @@ const FLUSH_BYTES = 256 * 1024;
 
 /** Whether the server always answers this job (so its reply confirms what came before). */
 function loud(kind: JobKind): boolean {
-  return kind === 'incr' || kind === 'decr' || kind === 'flush' || kind === 'fence';
+  return kind === 'incr' || kind === 'decr' || kind === 'touch' || kind === 'flush' || kind === 'fence';
 }
 
 /** Whether a job carries a key whose target copy may be stale if the job is lost. */
@@ -120,6 +151,8 @@ export class TargetConnection {
   private readonly remembered = new Set<string>();
   private socket: Socket | undefined;
   private decoder: FrameDecoder<AsciiResponse>;
+  private binaryDecoder: FrameDecoder<BinaryResponse> | undefined;
+  private readonly binary: boolean;
   private state: State = 'connecting';
   private failures = 0;
   private nextSeq = 1;
@@ -139,6 +172,7 @@ export class TargetConnection {
     this.options = options;
     this.budget = budget;
     this.events = events;
+    this.binary = options.protocol === 'binary';
     this.decoder = new FrameDecoder(new AsciiResponseParser(options.limits));
     this.dial();
   }
@@ -179,7 +213,9 @@ export class TargetConnection {
       }
     }
     if (!this.hasRoom(1)) return false;
-    this.push(job);
+    // Out of bytes: dropped like a full queue (the caller remembers the key for deletion).
+    if (!this.budget.queued.take(cost(job))) return false;
+    this.push(job, true);
     return true;
   }
 
@@ -208,7 +244,9 @@ export class TargetConnection {
     if (this.remembered.delete(text)) this.budget.remembered--;
   }
 
-  private push(job: Job): void {
+  /** Queues a job; its bytes are charged here unless `taken` already. */
+  private push(job: Job, taken = false): void {
+    if (!taken) this.budget.queued.charge(cost(job));
     this.unsent.push(job);
     if (this.state === 'open') this.scheduleFlush();
   }
@@ -217,6 +255,7 @@ export class TargetConnection {
     const socket = connect({ host: this.endpoint.host, port: this.endpoint.port, noDelay: true });
     this.socket = socket;
     this.decoder = new FrameDecoder(new AsciiResponseParser(this.options.limits));
+    if (this.binary) this.binaryDecoder = new FrameDecoder(new BinaryResponseParser(this.options.limits));
     const timer = setTimeout(() => socket.destroy(), this.options.connectTimeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -268,6 +307,7 @@ export class TargetConnection {
   private failAll(remember: boolean): void {
     for (const queue of [this.inflight, this.unsent]) {
       for (let job = queue.shift(); job; job = queue.shift()) {
+        this.budget.queued.give(cost(job));
         if (job.kind === 'fence') continue;
         if (remember && guards(job.kind)) this.remember(job.key);
         this.events.settled(job, 'lost');
@@ -315,8 +355,10 @@ export class TargetConnection {
       if (this.batchAt >= BATCH_BYTES - 512) this.sendBatch(socket);
     }
     if (this.quietUnconfirmed) {
-      this.inflight.push(fence());
-      this.ascii('mn\r\n');
+      const f = fence();
+      this.budget.queued.charge(cost(f));
+      this.inflight.push(f);
+      this.encode(f);
       this.quietUnconfirmed = false;
     }
     this.sendBatch(socket);
@@ -369,9 +411,33 @@ export class TargetConnection {
     return '';
   }
 
+  /**
+   * The TTL to write: what is left of the source's, or undefined when
+   * nothing is. memcached's clock is a whole-second counter moved by a timer,
+   * which a busy server runs late: the source may have stamped the item up to
+   * a second early on top of the tick phase, so two seconds less keep the
+   * target's item from outliving the source's (and its reported TTL from
+   * being longer).
+   */
+  private ttl(job: Job): number | undefined {
+    if (job.expiresAtMs <= 0) return job.exptime;
+    const left = Math.floor((job.expiresAtMs - this.options.now()) / 1000) - CLOCK_MARGIN_S;
+    return left >= 1 ? left : undefined;
+  }
+
   /** The meta command for a job (protocol.txt, "Meta Commands"). */
   private encode(job: Job): void {
+    const ttl = this.ttl(job);
+    if (this.binary) {
+      for (const part of binaryJobPackets(job, ttl)) this.bytesOf(part);
+      return;
+    }
     const o = ' O' + job.seq;
+    if (ttl === undefined && (job.kind === 'set' || job.kind === 'fill' || job.kind === 'touch')) {
+      // Expired on the source by now (or within a second): the target must not hold it either.
+      this.ascii(this.head('md ', job.key) + ' q' + o + '\r\n');
+      return;
+    }
     switch (job.kind) {
       case 'set':
       case 'append':
@@ -380,8 +446,8 @@ export class TargetConnection {
         const value = job.value as Buffer;
         const b = this.head('ms ', job.key);
         let line = ' ' + value.length + b;
-        if (job.kind === 'set') line += ' T' + job.exptime + ' F' + job.flags;
-        else if (job.kind === 'fill') line += ' ME T' + job.exptime + ' F' + job.flags;
+        if (job.kind === 'set') line += ' T' + ttl + ' F' + job.flags;
+        else if (job.kind === 'fill') line += ' ME T' + ttl + ' F' + job.flags;
         else line += job.kind === 'append' ? ' MA' : ' MP';
         this.ascii(line + ' q' + o + '\r\n');
         this.bytesOf(value);
@@ -394,7 +460,8 @@ export class TargetConnection {
         this.ascii(this.head('md ', job.key) + ' q' + o + '\r\n');
         return;
       case 'touch':
-        this.ascii(this.head('mg ', job.key) + ' T' + job.exptime + ' q' + o + '\r\n');
+        // Not quiet: a miss (EN, which q would hide) shows the touch had no effect.
+        this.ascii(this.head('mg ', job.key) + ' T' + ttl + o + '\r\n');
         return;
       case 'read':
         this.ascii(this.head('mg ', job.key) + ' v q' + o + '\r\n');
@@ -406,6 +473,8 @@ export class TargetConnection {
             (job.kind === 'decr' ? ' MD' : '') +
             ' D' +
             job.delta +
+            // No TTL left: the counter is not created, so the target answers NF (a miss, counted).
+            (job.initial === undefined || ttl === undefined ? '' : ' N' + ttl + ' J' + job.initial) +
             ' v' +
             o +
             '\r\n',
@@ -423,7 +492,8 @@ export class TargetConnection {
   private onData(socket: Socket, chunk: Buffer): void {
     if (this.socket !== socket) return;
     try {
-      this.decoder.push(chunk, (frame) => this.onReply(frame));
+      if (this.binaryDecoder) this.binaryDecoder.push(chunk, (res) => this.onBinaryReply(res));
+      else this.decoder.push(chunk, (frame) => this.onReply(frame));
     } catch {
       // Unreadable replies: pairing is lost, so is the connection; its jobs are remembered.
       socket.destroy();
@@ -460,10 +530,26 @@ export class TargetConnection {
     this.socket?.destroy();
   }
 
-  private settleUntil(isIt: (job: Job) => boolean, frame: AsciiResponse): void {
+  /** A binary reply names its job by opaque (every job's is its sequence number), a fence by opcode. */
+  private onBinaryReply(res: BinaryResponse): void {
+    if (res.opcode === BinaryOpcode.Noop) {
+      this.settleUntil(
+        (job) => job.kind === 'fence',
+        () => 'ok',
+      );
+      return;
+    }
+    const seq = res.opaque;
+    this.settleUntil(
+      (job) => job.seq === seq,
+      (job) => binaryJobResult(job, res),
+    );
+  }
+
+  private settleUntil(isIt: (job: Job) => boolean, frame: AsciiResponse | ((job: Job) => JobResult)): void {
     for (let job = this.inflight.shift(); job; job = this.inflight.shift()) {
       if (isIt(job)) {
-        this.finish(job, this.resultOf(job, frame));
+        this.finish(job, typeof frame === 'function' ? frame(job) : this.resultOf(job, frame));
         return;
       }
       this.finish(job, loud(job.kind) ? 'failed' : 'ok');
@@ -501,12 +587,16 @@ export class TargetConnection {
     if (frame.kind !== 'meta') return 'ok';
     switch (frame.code) {
       case 'HD':
-      case 'NF':
-      case 'EN':
       case 'MN':
         return 'ok';
+      case 'NF':
+      case 'EN':
+        // A delete of a missing key did what it should; anything else did nothing.
+        return job.kind === 'delete' || job.kind === 'invalidate' || job.kind === 'diverged'
+          ? 'ok'
+          : 'absent';
       case 'NS':
-        return 'not_stored';
+        return job.kind === 'fill' ? 'not_stored' : 'absent';
       case 'VA':
         if ((job.kind === 'incr' || job.kind === 'decr') && !sameNumber(frame.value, job.expected)) {
           return 'diverged';
@@ -518,6 +608,7 @@ export class TargetConnection {
   }
 
   private finish(job: Job, result: JobResult): void {
+    this.budget.queued.give(cost(job));
     if (job.kind === 'fence') return;
     if (result === 'failed' && (job.kind === 'invalidate' || job.kind === 'diverged')) {
       // The delete itself was refused (a key the server cannot take): retrying would loop.
@@ -548,7 +639,15 @@ export function makeJob(
   kind: JobKind,
   key: Buffer,
   capturedMs: number,
-  fields: { value?: Buffer; flags?: number; exptime?: number; delta?: bigint; expected?: bigint } = {},
+  fields: {
+    value?: Buffer;
+    flags?: number;
+    exptime?: number;
+    delta?: bigint;
+    expected?: bigint;
+    initial?: bigint;
+    expiresAtMs?: number;
+  } = {},
 ): Job {
   return {
     kind,
@@ -558,6 +657,8 @@ export function makeJob(
     exptime: fields.exptime ?? 0,
     delta: fields.delta ?? 0n,
     expected: fields.expected ?? 0n,
+    initial: fields.initial,
+    expiresAtMs: fields.expiresAtMs ?? 0,
     capturedMs,
     seq: 0,
   };

@@ -1,5 +1,4 @@
 import { MemshiftError } from '../protocol/errors.js';
-import { parseMemory } from '../topology/pool.js';
 
 /** Where a command writes its result and the exit status it wants. */
 export interface Output {
@@ -13,6 +12,17 @@ export class UsageError extends MemshiftError {
   }
 }
 
+/** A size in bytes: a whole number with an optional k, m or g suffix (powers of 1024), as memcached's -I takes. */
+export function parseBytes(option: string, text: string): number {
+  const match = /^(\d+)([kmg]?)b?$/i.exec(text.trim());
+  const scale = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(match?.[2] ?? '').toLowerCase()];
+  const value = match && scale !== undefined ? Number(match[1]) * scale : NaN;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new UsageError(`${option} must be a size in bytes above 0 (e.g. 2m, 512k, 1048576), got "${text}"`);
+  }
+  return value;
+}
+
 export function parseMilliseconds(option: string, text: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value <= 0) {
@@ -23,9 +33,5 @@ export function parseMilliseconds(option: string, text: string): number {
 
 /** A size option (bytes, or 512k, 50m, 2g); undefined when not given. */
 export function parseSize(option: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const value = parseMemory(text);
-  if (value === undefined)
-    throw new UsageError(`${option} must be bytes or a size like 512k, 50m; got "${text}"`);
-  return value;
+  return text === undefined ? undefined : parseBytes(option, text);
 }

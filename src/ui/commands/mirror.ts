@@ -11,7 +11,8 @@ import { addWebOptions, serveWeb } from '../web.js';
 import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
 import { formatTable } from '../format.js';
 import { openJsonLog, type JsonLog } from '../json-log.js';
-import { UsageError, type Output } from '../options.js';
+import { parseBytes, UsageError, type Output } from '../options.js';
+import { Warnings } from '../warnings.js';
 
 interface MirrorFlags {
   port: string[];
@@ -38,6 +39,10 @@ interface MirrorFlags {
   log?: string;
   maxQueue: string;
   maxRemembered: string;
+  maxValue?: string;
+  immediate?: boolean;
+  maxQueueBytes: string;
+  maxPendingBytes: string;
   backfill?: boolean;
   backfillRate?: string;
   backfillMaxTtl?: string;
@@ -86,6 +91,20 @@ export function registerMirror(program: Command, out: Output): void {
     )
     .option('--max-remembered <n>', 'dropped keys remembered for invalidation per route', '1000000')
     .option(
+      '--max-queue-bytes <bytes>',
+      'bytes all queued writes to the new pools may hold (beyond: dropped, key remembered)',
+      '256m',
+    )
+    .option(
+      '--max-pending-bytes <bytes>',
+      'bytes captured values may hold while awaiting their replies (beyond: the key is invalidated)',
+      '128m',
+    )
+    .option(
+      '--max-value <bytes>',
+      "largest value read from the capture (default: the sources' item_size_max); larger ones invalidate their key",
+    )
+    .option(
       '--backfill',
       'also copy what the source already holds, hottest first, guarded by the live mirror',
     )
@@ -93,6 +112,10 @@ export function registerMirror(program: Command, out: Output): void {
     .option(
       '--backfill-max-ttl <seconds>',
       'with --backfill: cap the TTL written (keys without expiry get it too)',
+    )
+    .option(
+      '--immediate',
+      'capture with immediate packet delivery: lag in ms instead of up to 1 s, for more CPU (kernel drops come sooner)',
     )
     .option('--json', 'print the summary at exit as JSON')
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
@@ -105,7 +128,10 @@ export function registerMirror(program: Command, out: Output): void {
         '  memshift mirror --pcap traffic.pcap --speed 2 --to new --pools pools.yaml',
     )
     .action(async (flags: MirrorFlags) => {
+      const log = flags.log === undefined ? undefined : openJsonLog(flags.log);
+      const warnings = new Warnings((line) => process.stderr.write(line), log);
       const job = new MirrorJob({
+        onWarning: (message) => warnings.warn(message),
         routes: routesFrom(flags),
         sourceHost: flags.sourceHost,
         interface: flags.interface,
@@ -116,6 +142,10 @@ export function registerMirror(program: Command, out: Output): void {
         durationMs:
           flags.duration === undefined ? undefined : number('--duration', flags.duration, 0.001) * 1000,
         drainMs: number('--drain', flags.drain, 0) * 1000,
+        maxValueBytes: flags.maxValue === undefined ? undefined : parseBytes('--max-value', flags.maxValue),
+        maxQueueBytes: parseBytes('--max-queue-bytes', flags.maxQueueBytes),
+        immediate: flags.immediate ?? false,
+        maxPendingBytes: parseBytes('--max-pending-bytes', flags.maxPendingBytes),
         backfill: flags.backfill
           ? {
               ...(flags.backfillRate === undefined
@@ -137,7 +167,6 @@ export function registerMirror(program: Command, out: Output): void {
           maxRememberedKeys: number('--max-remembered', flags.maxRemembered, 0),
         },
       });
-      const log = flags.log === undefined ? undefined : openJsonLog(flags.log);
       log?.({
         event: 'start',
         routes: job.summary().routes.map((r) => ({ port: r.sourcePort, target: r.target })),
@@ -152,6 +181,12 @@ export function registerMirror(program: Command, out: Output): void {
       let dashboard: Dashboard | undefined;
       try {
         await job.start();
+        // Live capture says it runs at once; a pcap replay's first word is its result (or its error).
+        if (flags.pcap === undefined) {
+          const started = startedLine(job);
+          process.stderr.write(`${started}\n`);
+          log?.({ event: 'capturing', message: started, ...job.captureInfo(), limits: job.summary().limits });
+        }
         dashboard = await serveWeb(flags, 'mirror', () => mirrorSnapshot(job.summary()));
         if (dashboard) log?.({ event: 'web', url: dashboard.url });
         status.start();
@@ -247,6 +282,28 @@ function parseExclusion(text: string): AddressRange {
   } catch (err) {
     throw new UsageError(`--exclude-client: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/** The line that says capture runs: where, with which kernel filter, into which pools, values up to what. */
+function startedLine(job: MirrorJob): string {
+  const info = job.captureInfo();
+  const s = job.summary();
+  const ring = info.sizing;
+  const delivery =
+    ring === undefined
+      ? ''
+      : `, immediate delivery, snap ${ring.snapLength} B (MTU ${ring.mtu ?? '?'}), ` +
+        `ring ${formatBytes(ring.bufferKiB * 1024)} (~${ring.ringPackets} packets)`;
+  const where = `capturing on ${info.interface} (filter: ${info.filter ?? '?'}${delivery})`;
+  const routes = s.routes.map((r) => `${r.sourcePort} -> ${r.target}`).join(', ');
+  const limit = s.limits === undefined ? '' : `; values up to ${formatBytes(s.limits.maxValueBytes)}`;
+  return `memshift mirror: ${where}; ${routes}${limit}`;
+}
+
+function formatBytes(n: number): string {
+  if (n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
 }
 
 /** A one-line live status on a terminal (rewritten in place), a plain line every 10 s otherwise. */
