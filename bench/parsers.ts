@@ -76,6 +76,11 @@ function valueReplies(count: number, value: Buffer): Buffer {
   );
 }
 
+/** A CAS value of the size a busy server hands out. */
+function cas(i: number): number {
+  return 48_000_000 + i * 7;
+}
+
 function metaReplies(count: number, value: Buffer): Buffer {
   return lines(count, () =>
     Buffer.concat([Buffer.from(`VA ${value.length} f0 t-1\r\n`), value, Buffer.from('\r\n')]),
@@ -140,6 +145,34 @@ export const cases: Case[] = [
   },
   { protocol: 'meta', name: 'VA 100 B', input: metaReplies(5_000, value100), frames: 5_000, parser: res },
   { protocol: 'meta', name: 'VA 10 KiB', input: metaReplies(500, value10k), frames: 500, parser: res },
+  // The replies of a copy batch, as memcached writes them: the read, the write, the second look.
+  {
+    protocol: 'meta',
+    name: 'copy: VA 100 B f t c O',
+    input: lines(5_000, (i) =>
+      Buffer.concat([
+        Buffer.from(`VA 100 f0 t-1 c${cas(i)} O${i % 1000}\r\n`),
+        value100,
+        Buffer.from('\r\n'),
+      ]),
+    ),
+    frames: 5_000,
+    parser: res,
+  },
+  {
+    protocol: 'meta',
+    name: 'copy: HD c',
+    input: lines(10_000, (i) => `HD c${cas(i)}\r\n`),
+    frames: 10_000,
+    parser: res,
+  },
+  {
+    protocol: 'meta',
+    name: 'copy: HD t c O',
+    input: lines(10_000, (i) => `HD t-1 c${cas(i)} O${i % 1000}\r\n`),
+    frames: 10_000,
+    parser: res,
+  },
 ];
 
 // Binary protocol: the same workloads as packets (reference/memcached-protocol-binary.txt).
@@ -262,6 +295,9 @@ export function runCases(list: readonly Case[]): Record<string, unknown>[] {
   return results;
 }
 
+/** `node dist/bench/parsers.js [match]`: only the cases whose protocol and name contain `match`. */
+const only = process.argv[2];
+
 console.log(
   JSON.stringify(
     {
@@ -269,7 +305,9 @@ console.log(
       chunkBytes: CHUNK,
       runSeconds: RUN_MS / 1000,
       statistic: 'median',
-      cases: runCases(cases),
+      cases: runCases(
+        only === undefined ? cases : cases.filter((c) => `${c.protocol} ${c.name}`.includes(only)),
+      ),
     },
     null,
     2,

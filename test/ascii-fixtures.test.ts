@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AsciiRequestParser, AsciiResponseParser } from '../src/protocol/ascii.js';
+import {
+  AsciiRequestParser,
+  AsciiResponseParser,
+  flagTokenNumber,
+  metaFlagNumber,
+} from '../src/protocol/ascii.js';
 import type { AsciiRequest, AsciiResponse } from '../src/protocol/ascii-frames.js';
 import { FrameDecoder, type FrameParser } from '../src/protocol/decoder.js';
 import { ProtocolError } from '../src/protocol/errors.js';
@@ -201,5 +206,128 @@ describe('ASCII framing errors', () => {
       ['value', 'end'],
     );
     assert.equal(decoder.buffered, 0);
+  });
+});
+
+/** What `metaFlagNumber` must return: the first token starting with `letter`, read by `Number`. */
+function numberByNumber(flags: readonly string[], letter: string): number | undefined {
+  const token = flags.find((f) => f.startsWith(letter));
+  return token === undefined ? undefined : Number(token.slice(1));
+}
+
+/** The letters a meta reply may carry, and two it never does. */
+const LETTERS = ['O', 'f', 't', 's', 'c', 'k', 'b', 'h', 'l', 'W', 'X', 'Z', 'z', 'Q'];
+
+/** Every meta reply in `frames` must read each flag's number as `Number(token.slice(1))` does. */
+function checkFlagNumbers(frames: readonly AsciiResponse[], label: string): void {
+  for (const frame of frames) {
+    if (frame.kind !== 'meta') continue;
+    for (const letter of LETTERS) {
+      const got = metaFlagNumber(frame.flags, letter);
+      assert.deepEqual(
+        got,
+        numberByNumber(frame.flags, letter),
+        `${label}: ${letter} in ${frame.flags.join(' ')}`,
+      );
+    }
+  }
+}
+
+describe('meta reply flags', () => {
+  it('every response fixture: each flag read as a number equals Number(token.slice(1)), for every chunking', () => {
+    for (const fixture of responseFixtures) {
+      for (const { name, chunks } of chunkings(fixture.input, 5)) {
+        checkFlagNumbers(decodeChunks(new AsciiResponseParser(), chunks), `${fixture.name}: ${name}`);
+      }
+    }
+  });
+
+  it('the replies of a copy batch, whole, byte by byte, at every split and at random splits', () => {
+    const input = Buffer.from(
+      'VA 3 f7 t-1 c48000007 O0\r\nabc\r\nHD c48000008\r\nHD t3600 c48000009 O999\r\n' +
+        'HD s100 f4294967295 t0 c18446744073709551615 O12\r\nEN\r\nMN\r\n',
+      'latin1',
+    );
+    const expected: [string, number | undefined][][] = [
+      [
+        ['O', 0],
+        ['f', 7],
+        ['t', -1],
+        ['s', undefined],
+      ],
+      [
+        ['O', undefined],
+        ['f', undefined],
+        ['t', undefined],
+      ],
+      [
+        ['O', 999],
+        ['t', 3600],
+        ['f', undefined],
+      ],
+      [
+        ['O', 12],
+        ['f', 4294967295],
+        ['t', 0],
+        ['s', 100],
+      ],
+      [['O', undefined]],
+      [['O', undefined]],
+    ];
+    for (const { name, chunks } of chunkings(input, 50, 11)) {
+      const frames = decodeChunks(new AsciiResponseParser(), chunks);
+      assert.equal(frames.length, expected.length, name);
+      frames.forEach((frame, i) => {
+        assert.ok(frame.kind === 'meta', name);
+        for (const [letter, want] of expected[i]!) {
+          assert.equal(metaFlagNumber(frame.flags, letter), want, `${name}: frame ${i} ${letter}`);
+        }
+      });
+      checkFlagNumbers(frames, name);
+    }
+  });
+
+  it('random reply lines: tokens split as memcached does, numbers read as Number reads them', () => {
+    const random = rng(23);
+    const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
+    // Digits, signs, hex, exponents, lone letters, 15 and 16 digits: the fast path and the fallback.
+    const bodies = [
+      '',
+      '0',
+      '-',
+      '-0',
+      '-1',
+      '7',
+      '3600',
+      '+5',
+      '0x1f',
+      '1e3',
+      'abc',
+      '12a',
+      '007',
+      '999999999999999',
+      '-99999999999999',
+      '9999999999999999',
+      '18446744073709551615',
+      '\t1',
+    ];
+    for (let n = 0; n < 400; n++) {
+      const tokens = Array.from({ length: Math.floor(random() * 7) }, () => pick(LETTERS) + pick(bodies));
+      const gaps = tokens.map(() => ' '.repeat(1 + Math.floor(random() * 3)));
+      const code = pick(['HD', 'EN', 'NF', 'NS', 'EX']);
+      const line = code + tokens.map((t, i) => gaps[i] + t).join('') + (random() < 0.5 ? ' ' : '');
+      const input = Buffer.from(line + '\r\n', 'latin1');
+      for (const { name, chunks } of chunkings(input, 3, n)) {
+        if (name.startsWith('split at') && Number(name.slice(9)) % 5 !== 0) continue;
+        const frames = decodeChunks(new AsciiResponseParser(), chunks);
+        assert.deepEqual(
+          frames,
+          [{ kind: 'meta', code, flags: tokens, value: undefined }],
+          `${line}: ${name}`,
+        );
+        checkFlagNumbers(frames, `${line}: ${name}`);
+      }
+      for (const token of tokens) assert.deepEqual(flagTokenNumber(token), Number(token.slice(1)), token);
+    }
   });
 });

@@ -11,7 +11,7 @@
  */
 import type { MetadumpEntry } from '../protocol/ascii-frames.js';
 import type { MemcachedClient } from '../net/client.js';
-import { metaKeyFits } from '../protocol/meta.js';
+import { metaFlagNumber, metaKeyFits } from '../protocol/meta.js';
 import { ServerClock, enumerateKeys, type EnumerationInfo, type EnumerationMethod } from './enumerate.js';
 
 export interface DumpRecord {
@@ -247,8 +247,7 @@ async function* withValues(
       yield { ...record, value: undefined, flags: undefined };
       continue;
     }
-    const flag = reply.flags.find((f) => f.startsWith('f'));
-    yield { ...record, value: reply.value, flags: flag ? Number(flag.slice(1)) : 0 };
+    yield { ...record, value: reply.value, flags: metaFlagNumber(reply.flags, 'f') ?? 0 };
   }
 }
 

@@ -7,7 +7,7 @@
  * socket write per batch instead of per key.
  */
 import type { AsciiResponse, ErrorResponse, MetaResponse } from '../protocol/ascii-frames.js';
-import { keyNeedsBase64, metaKeyFits } from '../protocol/meta.js';
+import { flagTokenNumber, keyNeedsBase64, metaKeyFits } from '../protocol/meta.js';
 import { MemshiftError } from '../protocol/errors.js';
 import { Connection, type ConnectionOptions } from '../net/connection.js';
 import type { Endpoint } from '../net/address.js';
@@ -237,13 +237,13 @@ export class BatchLink {
       for (const token of frame.flags) {
         const c = token.charCodeAt(0);
         if (c === 0x4f)
-          j = flagNumber(token); // O
+          j = flagTokenNumber(token); // O
         else if (c === 0x66)
-          flags = flagNumber(token); // f
+          flags = flagTokenNumber(token); // f
         else if (c === 0x74)
-          ttl = flagNumber(token); // t
+          ttl = flagTokenNumber(token); // t
         else if (c === 0x73)
-          size = flagNumber(token); // s
+          size = flagTokenNumber(token); // s
         else if (c === 0x63) cas = token.slice(1); // c
       }
       if (j < 0 || j >= n || (frame.code !== 'VA' && frame.code !== 'HD')) {
@@ -324,25 +324,6 @@ export class BatchLink {
     conn.destroy();
     if (i >= 0) this.conns[i] = new Connection(this.endpoint, this.options);
   }
-}
-
-/**
- * `Number(token.slice(1))`: the number after a flag's letter. Plain decimal
- * digits (what memcached writes) are read in place; anything else goes
- * through `Number`, so an odd token reads as it always did.
- */
-function flagNumber(token: string): number {
-  const n = token.length;
-  const negative = n > 2 && token.charCodeAt(1) === 0x2d; // -
-  let i = negative ? 2 : 1;
-  if (i >= n || n > 16) return Number(token.slice(1));
-  let v = 0;
-  for (; i < n; i++) {
-    const d = token.charCodeAt(i) - 0x30;
-    if (d < 0 || d > 9) return Number(token.slice(1));
-    v = v * 10 + d;
-  }
-  return negative ? -v : v;
 }
 
 /** Ends a value in a batch. */

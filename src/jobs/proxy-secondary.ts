@@ -6,6 +6,7 @@
  * miss lookups on the old pool, which never bring back a deleted key.
  */
 import { PoolClient } from '../net/pool-client.js';
+import { metaFlagNumber } from '../protocol/meta.js';
 import type { Pool } from '../topology/pool.js';
 import type { ProxyCounters, ProxyMode, WarmItem } from './proxy-session.js';
 
@@ -202,8 +203,8 @@ export class SecondaryKeeper {
     }
     if (reply.code !== 'VA' || reply.value === undefined) return undefined;
     if ((this.deletedAt.get(k) ?? 0) > mark) return undefined;
-    const ttl = Number(reply.flags.find((f) => f.startsWith('t'))?.slice(1) ?? '-1');
-    const flags = Number(reply.flags.find((f) => f.startsWith('f'))?.slice(1) ?? '0');
+    const ttl = metaFlagNumber(reply.flags, 't') ?? -1;
+    const flags = metaFlagNumber(reply.flags, 'f') ?? 0;
     if (ttl === 0 || Number.isNaN(ttl)) return undefined;
     const item = { value: Buffer.from(reply.value), flags };
     try {

@@ -28,9 +28,11 @@ import {
 export {
   decodeBase64Key,
   encodeMeta,
+  flagTokenNumber,
   hasMetaFlag,
   keyNeedsBase64,
   META_FLAGS,
+  metaFlagNumber,
   metaFlagProblem,
   metaToken,
 } from './meta.js';

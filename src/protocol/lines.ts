@@ -62,10 +62,23 @@ export class LineTokens {
     return true;
   }
 
-  /** Words `from..count-1` as latin1 strings (one char per byte, so they encode back to the same bytes). */
+  /**
+   * Words `from..count-1` as latin1 strings (one char per byte, so they encode
+   * back to the same bytes). The words are cut from one decoded string of the
+   * line's rest: each Buffer#toString is a call into C++ that costs more than
+   * the short word it makes (a meta flag token is two to twenty bytes), while
+   * a substring stays inside the JS engine.
+   */
   strings(buf: Buffer, from: number): string[] {
+    const n = this.count;
+    if (from >= n) return [];
+    const starts = this.starts;
+    const ends = this.ends;
+    if (n - from === 1) return [buf.toString('latin1', starts[from]!, ends[from]!)];
+    const base = starts[from]!;
+    const text = buf.toString('latin1', base, ends[n - 1]!);
     const out: string[] = [];
-    for (let i = from; i < this.count; i++) out.push(buf.toString('latin1', this.starts[i]!, this.ends[i]!));
+    for (let i = from; i < n; i++) out.push(text.substring(starts[i]! - base, ends[i]! - base));
     return out;
   }
 }

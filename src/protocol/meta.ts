@@ -134,6 +134,41 @@ export function metaToken(flags: readonly string[], flag: string): string | unde
   return undefined;
 }
 
+/**
+ * The number after flag `letter` in `flags`, as `Number(token.slice(1))`
+ * reads it, or undefined when the flag is absent. For the numbers a reply
+ * carries (O, f, t, s; a CAS value is up to 64 bits, so `c` is read as text
+ * with `metaToken`), without making the token's slice.
+ */
+export function metaFlagNumber(flags: readonly string[], letter: string): number | undefined {
+  const code = letter.charCodeAt(0);
+  for (let i = 0; i < flags.length; i++) {
+    const f = flags[i]!;
+    if (f.charCodeAt(0) === code) return flagTokenNumber(f);
+  }
+  return undefined;
+}
+
+/**
+ * `Number(token.slice(1))`: the number after a flag's letter. Plain decimal
+ * digits, maybe after a minus (what memcached writes), are read in place, up
+ * to 15 of them so the double is exact; anything else goes through `Number`,
+ * so an odd token reads as it always did ('' as 0, '0x1f', 'abc' as NaN).
+ */
+export function flagTokenNumber(token: string): number {
+  const n = token.length;
+  const negative = n > 2 && token.charCodeAt(1) === 0x2d; // -
+  let i = negative ? 2 : 1;
+  if (i >= n || n > 16) return Number(token.slice(1));
+  let v = 0;
+  for (; i < n; i++) {
+    const d = token.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return Number(token.slice(1));
+    v = v * 10 + d;
+  }
+  return negative ? -v : v;
+}
+
 export function hasMetaFlag(flags: readonly string[], flag: string): boolean {
   const code = flag.charCodeAt(0);
   for (let i = 0; i < flags.length; i++) if (flags[i]!.charCodeAt(0) === code) return true;

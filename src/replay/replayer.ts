@@ -14,6 +14,7 @@ import { itemFits, type ServerLimits } from '../net/server-limits.js';
 import { ByteBudget } from '../ops/budget.js';
 import { metaKeyFits } from '../protocol/meta.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
+import { metaFlagNumber } from '../protocol/meta.js';
 import type { Pool } from '../topology/pool.js';
 import type { KeyFreshness } from './freshness.js';
 import { inSample, keyHash } from './key-hash.js';
@@ -467,8 +468,7 @@ export class Replayer implements KeyFreshness {
         if (this.closed) return;
         if (reply.code !== 'HD' && reply.code !== 'VA') return this.fillSkip('gone', true);
         if (this.recent.changedSince(hash, readMark)) return this.fillSkip('mutated', true);
-        const t = reply.flags.find((f) => f.charCodeAt(0) === 0x74); // t
-        const ttl = t === undefined ? NaN : Number(t.slice(1));
+        const ttl = metaFlagNumber(reply.flags, 't') ?? NaN;
         if (!Number.isInteger(ttl)) return this.fillSkip('lookup_failed', true);
         // protocol.txt "Meta Get": t is -1 for an item that never expires.
         if (ttl === 0) return this.fillSkip('expiring', true);

@@ -15,7 +15,7 @@
  */
 import { Socket, connect } from 'node:net';
 import type { AsciiResponse } from '../protocol/ascii-frames.js';
-import { AsciiResponseParser, keyNeedsBase64 } from '../protocol/ascii.js';
+import { AsciiResponseParser, keyNeedsBase64, metaFlagNumber } from '../protocol/ascii.js';
 import { FrameDecoder } from '../protocol/decoder.js';
 import type { Limits } from '../protocol/limits.js';
 import type { Endpoint } from '../net/address.js';
@@ -514,7 +514,7 @@ export class TargetConnection {
         this.settleUntil((job) => job.kind === 'fence', frame);
         return;
       }
-      const seq = opaque(frame.flags);
+      const seq = metaFlagNumber(frame.flags, 'O');
       if (seq !== undefined) {
         this.settleUntil((job) => job.seq === seq, frame);
         return;
@@ -620,11 +620,6 @@ export class TargetConnection {
     } else if (result === 'ok' && job.kind === 'invalidate') this.events.invalidated();
     this.events.settled(job, result);
   }
-}
-
-function opaque(flags: readonly string[]): number | undefined {
-  for (const f of flags) if (f.charCodeAt(0) === 0x4f) return Number(f.slice(1)); // O
-  return undefined;
 }
 
 function sameNumber(value: Buffer | undefined, expected: bigint): boolean {
