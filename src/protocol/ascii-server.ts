@@ -23,8 +23,8 @@ import type { AsciiRequest, RetrievalCommand, StorageCommand } from './ascii-fra
 import { cSafeStrtodOk, cSafeStrtol, cSafeStrtoul, cSafeStrtoull } from './c-numbers.js';
 import type { FrameParser, ParseCursor } from './decoder.js';
 import { LineTokens } from './lines.js';
+import { metaRequest } from './meta.js';
 import type { Limits } from './limits.js';
-import type { MetaCommand, MetaRequest } from './ascii-frames.js';
 
 /** What memcached does with one line of a client's text stream. */
 export type ServerSideFrame =
@@ -734,23 +734,6 @@ function split(t: LineTokens, buf: Buffer, start: number, eol: number): number {
 function hasFlag(buf: Buffer, t: LineTokens, from: number, ntokens: number, letter: number): boolean {
   for (let i = from; i < ntokens - 1; i++) if (buf[t.start(i)] === letter) return true;
   return false;
-}
-
-function metaRequest(
-  command: MetaCommand,
-  key: Buffer,
-  base64: boolean,
-  flags: string[],
-  value: Buffer | undefined,
-): MetaRequest {
-  let quiet = false;
-  let opaque: string | undefined;
-  for (const f of flags) {
-    if (f.charCodeAt(0) === 0x71)
-      quiet = true; // q
-    else if (f.charCodeAt(0) === 0x4f && opaque === undefined) opaque = f.slice(1); // O
-  }
-  return { kind: 'meta', command, key, base64, flags, value, quiet, opaque };
 }
 
 /** The base64 alphabet's values; 0x80 for bytes memcached's decoder skips. '=' counts as 0. */

@@ -342,7 +342,8 @@ function hasFlagByte(flags: readonly string[], code: number): boolean {
   return false;
 }
 
-function metaRequest(
+/** A meta request frame from its parts; `q` and the first `O` flag are read out. */
+export function metaRequest(
   command: MetaCommand,
   key: Buffer,
   base64: boolean,

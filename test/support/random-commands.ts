@@ -13,17 +13,8 @@
  * malformed.
  */
 
-/** A small, fast, seedable generator (mulberry32). */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seedable generator the parser tests use (mulberry32), under the name this harness gives it. */
+export { rng as random } from './chunks.js';
 
 type Rand = () => number;
 
