@@ -10,7 +10,7 @@ import type { Dashboard, DashboardSnapshot } from '../dashboard/server.js';
 import { addWebOptions, serveWeb } from '../web.js';
 import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
 import { formatTable } from '../format.js';
-import { openJsonLog, type JsonLog } from '../json-log.js';
+import { EventLog } from '../event-log.js';
 import { parseBytes, UsageError, type Output } from '../options.js';
 import { Warnings } from '../warnings.js';
 
@@ -128,8 +128,11 @@ export function registerMirror(program: Command, out: Output): void {
         '  memshift mirror --pcap traffic.pcap --speed 2 --to new --pools pools.yaml',
     )
     .action(async (flags: MirrorFlags) => {
-      const log = flags.log === undefined ? undefined : openJsonLog(flags.log);
-      const warnings = new Warnings((line) => process.stderr.write(line), log);
+      const log = new EventLog(flags.log);
+      const warnings = new Warnings(
+        (line) => process.stderr.write(line),
+        (record) => log.event(record),
+      );
       const job = new MirrorJob({
         onWarning: (message) => warnings.warn(message),
         routes: routesFrom(flags),
@@ -167,12 +170,12 @@ export function registerMirror(program: Command, out: Output): void {
           maxRememberedKeys: number('--max-remembered', flags.maxRemembered, 0),
         },
       });
-      log?.({
+      log.event({
         event: 'start',
         routes: job.summary().routes.map((r) => ({ port: r.sourcePort, target: r.target })),
       });
       const onSignal = (signal: string): void => {
-        log?.({ event: 'signal', signal });
+        log.event({ event: 'signal', signal });
         void job.stop();
       };
       process.once('SIGINT', onSignal);
@@ -185,14 +188,19 @@ export function registerMirror(program: Command, out: Output): void {
         if (flags.pcap === undefined) {
           const started = startedLine(job);
           process.stderr.write(`${started}\n`);
-          log?.({ event: 'capturing', message: started, ...job.captureInfo(), limits: job.summary().limits });
+          log.event({
+            event: 'capturing',
+            message: started,
+            ...job.captureInfo(),
+            limits: job.summary().limits,
+          });
         }
         dashboard = await serveWeb(flags, 'mirror', () => mirrorSnapshot(job.summary()));
-        if (dashboard) log?.({ event: 'web', url: dashboard.url });
+        if (dashboard) log.event({ event: 'web', url: dashboard.url });
         status.start();
         const summary = await job.done;
         status.stop();
-        log?.({ event: 'summary', ...summary });
+        log.event({ event: 'summary', ...summary });
         out.write(flags.json ? JSON.stringify(summary, null, 2) : renderSummary(summary));
         if (summary.error) {
           process.stderr.write(`memshift: ${summary.error}\n`);
@@ -205,7 +213,7 @@ export function registerMirror(program: Command, out: Output): void {
         await dashboard?.close();
         process.removeListener('SIGINT', onSignal);
         process.removeListener('SIGTERM', onSignal);
-        await log?.close();
+        await log.close();
       }
     });
 }
@@ -313,7 +321,7 @@ class StatusLine {
   private ticks = 0;
   constructor(
     private readonly job: MirrorJob,
-    private readonly log: JsonLog | undefined,
+    private readonly log: EventLog,
   ) {}
 
   start(): void {
@@ -323,7 +331,7 @@ class StatusLine {
       if (!tty && this.ticks % 10 !== 0) return;
       void this.job.refreshKernelStats();
       const line = this.line();
-      this.log?.({ event: 'status', ...this.job.summary() });
+      this.log.event({ event: 'status', ...this.job.summary() });
       process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
     }, 1000);
     this.timer.unref();
