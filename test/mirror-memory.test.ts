@@ -56,6 +56,7 @@ describe('mirror: memory bounded in bytes (real memcached, real tcpdump on lo)',
         await new Promise((resolve) => setTimeout(resolve, 3));
       }
       await client.close();
+      // The last writes reach the capture and the replay queues within this window; RSS is read after it.
       await new Promise((resolve) => setTimeout(resolve, 3000));
       const peak = peakRss(mirror.child.pid!);
       mirror.child.kill('SIGINT');

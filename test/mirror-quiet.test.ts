@@ -57,6 +57,7 @@ describe('mirror: binary quiet writes (real memcached, real tcpdump on lo)', () 
       // The quiet connection never reads a reply: pylibmc/php-memcached binary with noreply.
       await send(quiet, [encodeBinaryStore(BinaryOpcode.SetQ, k('q:1'), v('v2'), 1, 0)], 0);
       await send(quiet, [encodeBinaryStore(BinaryOpcode.SetQ, k('q:2'), v('back'), 2, 0)], 0);
+      // Puts the quiet writes clearly before the other connection's in capture order.
       await sleep(20);
       await send(loud, [encodeBinaryStore(BinaryOpcode.Set, k('q:1'), v('v3'), 3, 0)], 1);
       await send(loud, [encodeBinaryDelete(BinaryOpcode.Delete, k('q:2'))], 1);

@@ -31,7 +31,8 @@ describe('mirror: TTLs from the capture time (real memcached, real tcpdump on lo
             await rig.sourceClient.touch(key, 40);
           }
         }
-        // Expires while the target is stalled: must not appear there afterwards.
+        // Expires while the target is stalled: must not appear there afterwards. The sleep is that
+        // expiry (2 s TTL) passing in real time on the source.
         await rig.sourceClient.set('ttl:short', 'v', { exptime: 2 });
         await sleep(3000);
       } finally {

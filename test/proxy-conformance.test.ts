@@ -240,6 +240,8 @@ async function exchangeRaw(port: number, bytes: Buffer): Promise<{ reply: Buffer
   socket.on('data', (d: Buffer) => chunks.push(d));
   socket.once('close', () => (closed = true));
   socket.write(bytes);
+  // The reply of a case has no end marker (it may be nothing, or a hang-up): both sides are read
+  // for the same window, long against loopback answers, and then compared.
   await sleep(300);
   socket.destroy();
   return { reply: Buffer.concat(chunks), closed };

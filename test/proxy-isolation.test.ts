@@ -111,7 +111,7 @@ describe(
       const kept = await opened(port);
       assert.equal(await ask(kept, 'set a 0 0 1\r\n1\r\n', /\r\n$/), 'STORED\r\n');
       await opened(port, true);
-      await sleep(100);
+      for (let i = 0; i < 100 && p.status().connections.rejected < 1; i++) await sleep(20);
       assert.equal(p.status().connections.rejected, 1);
       const started = Date.now();
       const stopped = await Promise.race([p.stop(300, 100).then(() => true), sleep(5000).then(() => false)]);
@@ -129,6 +129,7 @@ describe(
       // A slow but steady client: its requests complete, so its clock never runs out.
       for (let i = 0; i < 5; i++) {
         other.write('set s 0 0 4\r\nab');
+        // Spreads the other client's value over time, as a slow but steady client sends it.
         await sleep(100);
         assert.equal(await ask(other, 'cd\r\n', /\r\n$/), 'STORED\r\n');
       }
@@ -169,6 +170,7 @@ describe(
           }
         }),
       );
+      // Lets the RSS sampler take a few more readings after the last answer.
       await sleep(300);
       clearInterval(sampler);
       assert.equal(errors, 0);
