@@ -109,16 +109,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         if (this.reader.swallowing > 0) this.swallowFrom = this.decoder.offset;
         // memcached drops the old value of a store it refused as too large; so does every pool here.
         if (frame.evict !== undefined) this.evict(frame.evict);
-        const slot = newSlot();
-        if (frame.reply !== undefined) slot.parts = line(frame.reply);
-        if (frame.close) {
-          this.ctx.counters.protocolErrors++;
-          slot.close = true;
-          this.push(slot);
-          this.stopReading();
-          return;
-        }
-        this.push(slot);
+        this.answerHere(frame.reply === undefined ? undefined : line(frame.reply), frame.close);
         return;
       }
     }

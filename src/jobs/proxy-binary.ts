@@ -77,16 +77,7 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
       case 'answer': {
         if (this.reader.swallowing > 0) this.swallowFrom = this.decoder.offset;
         if (frame.evict !== undefined) this.evict(frame.evict);
-        const slot = newSlot();
-        slot.parts = frame.reply;
-        if (frame.close) {
-          this.ctx.counters.protocolErrors++;
-          slot.close = true;
-          this.push(slot);
-          this.stopReading();
-          return;
-        }
-        this.push(slot);
+        this.answerHere(frame.reply, frame.close);
       }
     }
   }

@@ -256,6 +256,20 @@ export abstract class ProxySession<F> implements ConnectionHandler {
     this.stopReading();
   }
 
+  /**
+   * A reply the proxy gives itself (memcached's answer to a request it would
+   * not carry out), in order with the rest; `close`: memcached hangs up after it.
+   */
+  protected answerHere(reply: Buffer[] | undefined, close: boolean): void {
+    if (close) {
+      this.refuseGarbage(reply);
+      return;
+    }
+    const slot = newSlot();
+    if (reply) slot.parts = reply;
+    this.push(slot);
+  }
+
   protected stopReading(): void {
     this.ended = true;
     this.socket.pause();
