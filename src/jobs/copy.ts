@@ -675,9 +675,10 @@ class CopyJob {
     mark: number,
   ): Promise<void> {
     if (stored.length === 0) return;
+    // Value bytes written, whether or not the second look takes some of them back.
+    for (const s of stored) this.bytes += got.values[s.j]!.length;
     if (this.options.guard === false) {
       this.copied += stored.length;
-      for (const s of stored) this.bytes += got.values[s.j]!.length;
       return;
     }
     const freshness = this.options.freshness;
@@ -718,10 +719,7 @@ class CopyJob {
         if (left >= 0 && (wrote === 0 || wrote - since > left + 2)) back.push(s);
       }
     }
-    let bytes = 0;
-    for (const s of stored) bytes += got.values[s.j]!.length;
     this.copied += stored.length - back.length;
-    this.bytes += bytes;
     this.skip('changed-during-copy', back.length);
     if (back.length > 0) await this.takeBack(keys, back);
     if (failure !== undefined) throw failure;
