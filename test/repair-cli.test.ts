@@ -105,6 +105,42 @@ describe('memshift repair (command line, real memcached)', () => {
     assert.doesNotMatch(down.stderr, /\n\s+at /);
   });
 
+  it('shows its progress and counts on the dashboard and in /metrics (--web)', async () => {
+    await src.flush();
+    await dst.flush();
+    const keys = Array.from({ length: 2000 }, (_, i) => `web:${i}`);
+    await load(src, keys, (k) => `v1 ${k}`);
+    await load(dst, keys, (k) => (k.endsWith('1') ? `v0 ${k}` : `v1 ${k}`));
+    const running = start([
+      'repair',
+      '--from',
+      from(),
+      '--to',
+      to(),
+      '--rate',
+      '1000',
+      '--no-checkpoint',
+      '--web',
+      '127.0.0.1:0',
+      '--json',
+    ]);
+    const url = await running.dashboardUrl();
+    let total = 0;
+    for (let i = 0; i < 100 && total === 0; i++) {
+      const snap = (await (await fetch(`${url}snapshot.json`)).json()) as {
+        progress?: Record<string, { total: number }>;
+      };
+      total = snap.progress?.['repair']?.total ?? 0;
+      if (total === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(total, keys.length);
+    const metrics = await (await fetch(`${url}metrics`)).text();
+    assert.match(metrics, /^memshift_repair_keys_total\{series="removed-stale"\} \d+$/m);
+    assert.match(metrics, /^memshift_repair_keys_total\{series="changed-since-read"\} 0$/m);
+    assert.equal(await running.exited, 0, running.stderr());
+    assert.equal((JSON.parse(running.stdout()) as RepairReport).counts.removedStale, 200);
+  });
+
   it('stops on Ctrl-C with its checkpoint kept, and --resume finishes the repair', async () => {
     await src.flush();
     await dst.flush();

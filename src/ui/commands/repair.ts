@@ -6,12 +6,20 @@
  * checkpoint for `--resume`.
  */
 import type { Command } from 'commander';
-import { runRepair, type RepairOptions, type RepairProgress, type RepairReport } from '../../jobs/repair.js';
+import {
+  REPAIR_COUNTS,
+  runRepair,
+  type RepairOptions,
+  type RepairProgress,
+  type RepairReport,
+} from '../../jobs/repair.js';
+import type { DashboardSnapshot } from '../dashboard/server.js';
 import { formatDuration } from '../format.js';
 import { parseSize, UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
+import { addWebOptions, serveWeb, type WebFlags } from '../web.js';
 
-interface RepairFlags extends PoolFlags {
+interface RepairFlags extends PoolFlags, WebFlags {
   rate?: string;
   bandwidth?: string;
   concurrency?: string;
@@ -34,9 +42,9 @@ function whole(option: string, text: string | undefined, min: number): number | 
 
 export function registerRepair(program: Command, out: Output): void {
   poolOptions(
-    program
-      .command('repair')
-      .description('remove from the new pool every value the old pool does not hold (after a capture loss)'),
+    addWebOptions(program.command('repair')).description(
+      'remove from the new pool every value the old pool does not hold (after a capture loss)',
+    ),
   )
     .option('--rate <keys>', 'at most this many new-pool keys checked per second')
     .option('--bandwidth <size>', 'at most this many value bytes per second read from the old pool, e.g. 50m')
@@ -85,10 +93,13 @@ export function registerRepair(program: Command, out: Output): void {
         ...(flags.resume ? { resume: true } : {}),
       };
       let lastLine = 0;
+      let latest: RepairProgress | undefined;
+      const dashboard = await serveWeb(flags, 'repair', () => repairSnapshot(latest));
       let report: RepairReport;
       try {
         report = await runRepair(options, {
           onProgress: (p) => {
+            latest = p;
             if (flags.progress === false || p.phase !== 'repairing') return;
             const now = performance.now();
             if (now - lastLine < 5000) return;
@@ -98,11 +109,26 @@ export function registerRepair(program: Command, out: Output): void {
           onWarning: (w) => process.stderr.write(`memshift: warning: ${w}\n`),
         });
       } finally {
+        await dashboard?.close();
         process.off('SIGINT', onSignal);
       }
       out.write(flags.json ? JSON.stringify(report, null, 2) : renderRepair(report, from.name, to.name));
       out.exitCode = report.complete ? 0 : 1;
     });
+}
+
+/** The repair's figures for the dashboard and /metrics (memshift_repair_keys_total{series=...}). */
+function repairSnapshot(p: RepairProgress | undefined): DashboardSnapshot {
+  const counters: Record<string, number> = {};
+  for (const name of REPAIR_COUNTS) {
+    counters[`keys/${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`] = p?.counts[name] ?? 0;
+  }
+  return {
+    time: Date.now(),
+    counters,
+    gauges: { 'rate/keys per second': p?.keysPerSecond ?? 0 },
+    progress: { repair: { done: p?.done ?? 0, total: p?.total ?? 0 } },
+  };
 }
 
 function progressLine(p: RepairProgress): string {
