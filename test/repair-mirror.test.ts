@@ -102,7 +102,10 @@ describe('mirror from a capture with holes, then repair (real memcached, tcpdump
       { timeoutMs: 60_000 },
     );
     // The mirror's verdict on a lossy capture is its own business; it must have run, not crashed.
-    assert.ok(mirror.status === 0 || mirror.status === 1, `mirror exited ${mirror.status}: ${mirror.stderr}`);
+    assert.ok(
+      mirror.status !== null && mirror.status !== 2 && mirror.status !== 70,
+      `mirror exited ${mirror.status}: ${mirror.stderr}`,
+    );
 
     const src = new PoolClients(ketamaPool([source.address]));
     const dst = new PoolClients(ketamaPool(targets.map((t) => t.address)));
