@@ -62,6 +62,11 @@ export class RendezvousDistribution implements Distribution {
         break;
       }
     }
+    return this.pick(units, length);
+  }
+
+  /** The winner for the first `length` bytes of `units`, the bytes murmur3 reads after the prefix. */
+  pick(units: Uint8Array, length: number): number {
     let best = -1;
     let winner = 0;
     for (let s = 0; s < this.prefixes.length; s++) {
@@ -151,15 +156,15 @@ export function pythonBytesRepr(key: Uint8Array, out: Uint8Array): number {
 export class PymemcacheBytesDistribution implements Distribution {
   private readonly inner: RendezvousDistribution;
   /** Four bytes per key byte (\xNN) plus b'' at most. */
-  private readonly text = Buffer.alloc(4 * 1024 + 3);
+  private readonly text = new Uint8Array(4 * 1024 + 3);
 
   constructor(names: readonly string[]) {
     this.inner = new RendezvousDistribution(names);
   }
 
   serverFor(key: Buffer): number {
-    const text = key.length * 4 + 3 <= this.text.length ? this.text : Buffer.alloc(key.length * 4 + 3);
-    return this.inner.serverFor(text.subarray(0, pythonBytesRepr(key, text)));
+    const text = key.length * 4 + 3 <= this.text.length ? this.text : new Uint8Array(key.length * 4 + 3);
+    return this.inner.pick(text, pythonBytesRepr(key, text));
   }
 }
 
