@@ -148,8 +148,9 @@ export const DISTRIBUTIONS: readonly DistributionSpec[] = [
     name: 'spymemcached-ketama',
     aliases: ['spy-ketama', 'java-ketama'],
     matches:
-      'spymemcached KetamaConnectionFactory (KETAMA_HASH, node keys "ip:port-i"; a server given by ' +
-      'hostname needs its name set to Java\'s "hostname/ip:port")',
+      'spymemcached KetamaConnectionFactory (KETAMA_HASH, node keys "ip:port-i"); a server given by ' +
+      'host name is refused unless its name is Java\'s "hostname/ip:port" (`localhost:11211 ' +
+      'localhost/127.0.0.1:11211`)',
     weights: true,
     create: (servers) => spymemcachedKetama(servers),
   },
