@@ -193,3 +193,31 @@ test('a distribution that takes a number refuses a missing or bad one', () => {
   }
   assert.throws(() => createDistribution('php-memcache-consistent:md5', servers), /allowed: crc32, fnv/);
 });
+
+test('a ring whose weights ask for more points than memshift holds is refused in one line, before it is built', () => {
+  const servers = [
+    makeServer({ host: '127.0.0.1', port: 1, weight: 65535 }),
+    makeServer({ host: '127.0.0.1', port: 2 }),
+  ];
+  for (const name of ['php-memcache-consistent', 'perl-cache-memcached-fast-ketama:100']) {
+    assert.throws(
+      () => createDistribution(name, servers),
+      (err: Error) =>
+        err instanceof ConfigError && /points on its ring .*lower the weights/.test(err.message),
+    );
+  }
+});
+
+test('spymemcached-ketama hashes IPv4-mapped IPv6 as Java does and asks for the name of any other IPv6 server', () => {
+  const at = (host: string): Server => makeServer({ host, port: 11211 });
+  const mapped = createDistribution('spymemcached-ketama', [at('::ffff:10.0.0.1'), at('10.0.0.2')]);
+  const plain = createDistribution('spymemcached-ketama', [at('10.0.0.1'), at('10.0.0.2')]);
+  for (const key of keys.slice(0, 200)) assert.equal(mapped.serverFor(key), plain.serverFor(key));
+  assert.throws(
+    () => createDistribution('spymemcached-ketama', [at('2001:db8::1'), at('10.0.0.2')]),
+    (err: Error) =>
+      err instanceof ConfigError &&
+      err.message.includes('"[2001:db8:0:0:0:0:0:1]:11211" (Java 14 and later)') &&
+      err.message.includes('"2001:db8:0:0:0:0:0:1:11211" (before)'),
+  );
+});

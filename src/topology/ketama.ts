@@ -129,15 +129,28 @@ export function javaIPv6Text(address: string): string | undefined {
 
 /**
  * What spymemcached hashes for a server: Java's InetSocketAddress text
- * without its leading '/', "ip:port" for an address. A server given by host
- * name is written "hostname/ip:port" after Java resolves it; memshift does not
- * guess that address, so such a server must carry that text as its name.
+ * without its leading '/', "ip:port" for an IPv4 address (an IPv4-mapped IPv6
+ * address becomes IPv4 in Java). A server given by host name is written
+ * "hostname/ip:port" after the application's JVM resolves it, and an IPv6
+ * address "[a:b:...]:port" since Java 14 but "a:b:...:port" before; memshift
+ * guesses neither, so such a server must carry that text as its name.
  */
 export function spymemcachedNodeName(server: Server): string {
   if (server.name !== undefined) return server.name;
   if (isIPv4(server.host)) return `${server.host}:${server.port}`;
   const v6 = javaIPv6Text(server.host);
-  if (v6 !== undefined) return `${v6}:${server.port}`;
+  if (v6 !== undefined) {
+    const mapped = /^0:0:0:0:0:ffff:([0-9a-f]+):([0-9a-f]+)$/.exec(v6);
+    if (mapped) {
+      const hi = parseInt(mapped[1]!, 16);
+      const lo = parseInt(mapped[2]!, 16);
+      return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}:${server.port}`;
+    }
+    throw new RangeError(
+      `spymemcached hashes an IPv6 server as Java writes it, which changed in Java 14: give ` +
+        `${server.address} the name "[${v6}]:${server.port}" (Java 14 and later) or "${v6}:${server.port}" (before)`,
+    );
+  }
   throw new RangeError(
     `spymemcached hashes a host name as Java's "hostname/ip:port": write ${server.address} as its IP ` +
       `address, or give it that name ("${server.address} ${server.host}/IP:${server.port}", pools file: name:)`,

@@ -22,7 +22,7 @@
  *
  * A namespace is part of the key on the wire and of the hash in all three.
  */
-import { Continuum } from './continuum.js';
+import { Continuum, checkPointCount } from './continuum.js';
 import { crc32, crc32Add } from './hashes.js';
 import { ModulaDistribution, weightedBuckets } from './modula.js';
 import { CeilRing, ONLY_SERVER, type Distribution } from './ring.js';
@@ -84,6 +84,10 @@ export function perlCacheMemcachedFastKetama(
   pointsPerServer: number,
 ): Distribution {
   if (servers.length === 1) return ONLY_SERVER;
+  checkPointCount(
+    `Cache::Memcached::Fast with ketama_points => ${pointsPerServer}`,
+    servers.reduce((sum, s) => sum + Math.floor(pointsPerServer * s.weight + 0.5), 0),
+  );
   const values: number[] = [];
   const owners: number[] = [];
   const previous = Buffer.alloc(4);

@@ -20,7 +20,7 @@
  * 250 bytes before hashing; the key memshift sees on the wire is already
  * that key.
  */
-import { Continuum } from './continuum.js';
+import { Continuum, checkPointCount } from './continuum.js';
 import { crc32, fnv1a_32 } from './hashes.js';
 import { ModulaDistribution, weightedBuckets } from './modula.js';
 import { ONLY_SERVER, type Distribution, type KeyHash } from './ring.js';
@@ -39,9 +39,13 @@ export const PHP_MEMCACHE_HASHES: ReadonlyMap<string, KeyHash> = new Map([
   ['fnv', fnv1a_32],
 ]);
 
-/** The text the extension hashes for a server's points: "host:port-" with the host as written. */
+/**
+ * The text the extension hashes for a server's points: "host:port-" with the
+ * host as written. It connects to "host:port" built the same way, so an IPv6
+ * host only works written in brackets, and is hashed so.
+ */
 export function phpMemcachePointPrefix(server: Server): string {
-  return `${server.host}:${server.port}-`;
+  return `${server.address}-`;
 }
 
 /** Maps a key to the server its bucket was given when the ring was sampled. */
@@ -59,6 +63,10 @@ export class BucketTableDistribution implements Distribution {
 /** memcache.hash_strategy=consistent with the given hash function. */
 export function phpMemcacheConsistent(servers: readonly Server[], hash: KeyHash = crc32): Distribution {
   if (servers.length === 1) return ONLY_SERVER;
+  checkPointCount(
+    'PECL memcache consistent',
+    servers.reduce((sum, s) => sum + s.weight * POINTS, 0),
+  );
   const values: number[] = [];
   const owners: number[] = [];
   servers.forEach((server, index) => {
