@@ -221,3 +221,28 @@ test('spymemcached-ketama hashes IPv4-mapped IPv6 as Java does and asks for the 
       err.message.includes('"2001:db8:0:0:0:0:0:1:11211" (before)'),
   );
 });
+
+test("pymemcache-bytes hashes exactly Python 3's repr of the key, control and high bytes included", async () => {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { pythonBytesRepr } = await import('../src/topology/rendezvous.js');
+  // Every byte value, quotes of both kinds, and random binary keys (the binary protocol allows any byte).
+  const samples: Buffer[] = [Buffer.from("a'b"), Buffer.from('a"b'), Buffer.from(`a'"b\\`), Buffer.alloc(0)];
+  for (let b = 0; b < 256; b++) samples.push(Buffer.from([0x41, b, 0x42]));
+  let seed = 7;
+  for (let i = 0; i < 200; i++) {
+    const key = Buffer.alloc(1 + (i % 40));
+    for (let j = 0; j < key.length; j++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) | 0;
+      key[j] = (seed >>> 16) & 0xff;
+    }
+    samples.push(key);
+  }
+  const script = 'import sys\nfor line in sys.stdin:\n    print(repr(bytes.fromhex(line.strip())))\n';
+  const child = promisify(execFile)('/usr/bin/python3', ['-c', script]);
+  child.child.stdin!.end(samples.map((k) => k.toString('hex')).join('\n') + '\n');
+  const expected = (await child).stdout.split('\n').slice(0, samples.length);
+  const out = new Uint8Array(4 * 64 + 3);
+  const got = samples.map((k) => Buffer.from(out.subarray(0, pythonBytesRepr(k, out))).toString('latin1'));
+  assert.deepEqual(got, expected);
+});
