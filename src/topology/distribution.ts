@@ -114,7 +114,9 @@ export const DISTRIBUTIONS: readonly DistributionSpec[] = [
   {
     name: 'pymemcache',
     aliases: ['pymemcache-hash', 'rendezvous'],
-    matches: 'pymemcache HashClient (rendezvous hashing, murmur3_32 of "host:port-key"); no weights',
+    matches:
+      'pymemcache HashClient given str keys (rendezvous hashing, murmur3_32 of "host:port-key"); ' +
+      'bytes keys are `pymemcache-bytes`; no weights',
     weights: false,
     create: (servers) => pymemcacheRendezvous(servers),
   },
