@@ -30,6 +30,7 @@ import type { Operation } from '../ops/operation.js';
 import { MemshiftError } from '../protocol/errors.js';
 import { DEFAULT_QUEUE_BYTES, Replayer, type ReplayerOptions } from '../replay/replayer.js';
 import { ByteBudget } from '../ops/budget.js';
+import { CaptureLoss, type CaptureLossReport } from './capture-loss.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
 
 /**
@@ -41,6 +42,8 @@ import { parsePoolSpec, type Pool } from '../topology/pool.js';
 const CAPTURE_DELAY_MS = { immediate: 250, batched: 1200 } as const;
 /** How often a quiet live capture moves capture time on by the clock (held quiet writes expire). */
 const TICK_MS = 50;
+/** How often capture loss (kernel drops, stream gaps) is read and compared with the interval before. */
+const LOSS_INTERVAL_MS = 1000;
 
 /** One source port and the pool its traffic goes to. */
 export interface MirrorRoute {
@@ -83,9 +86,9 @@ export interface MirrorOptions {
   readonly tcpdumpBufferKiB?: number | undefined;
   /**
    * Have the kernel deliver each packet at once (tcpdump --immediate-mode,
-   * snap length and ring sized from the interface's MTU) rather than in
-   * batches up to a second late: replay lag in milliseconds, for more CPU
-   * (see bench/mirror.ts for where kernel drops begin).
+   * snap length and ring sized from the interface's MTU; the default) rather
+   * than in batches up to a second late (false): replay lag in milliseconds
+   * (see bench/mirror.ts for lag and kernel drops by rate).
    */
   readonly immediate?: boolean | undefined;
   /**
@@ -122,6 +125,8 @@ export interface MirrorSummary {
   readonly source: 'live' | 'pcap';
   readonly capture: CaptureCounters;
   readonly kernel: TcpdumpStats | undefined;
+  /** Traffic the capture lost (kernel drops, stream gaps): keys it wrote may be stale on the new pool. */
+  readonly loss: CaptureLossReport;
   readonly operations: OperationExtractor['counters'];
   /** Bytes held by captured values awaiting their replies, and the budget. */
   readonly pendingBytes: { used: number; max: number };
@@ -166,12 +171,15 @@ export class MirrorJob {
   private limits: MirrorLimits | undefined;
   private sizing: CaptureSizing | undefined;
   private readonly warn: (message: string) => void;
+  private readonly loss: CaptureLoss;
+  private lossTimer: NodeJS.Timeout | undefined;
 
   constructor(options: MirrorOptions) {
     if (options.routes.length === 0)
       throw new MemshiftError('MEMSHIFT_ERR_USAGE', 'mirror needs at least one route');
     this.options = options;
     this.warn = options.onWarning ?? (() => {});
+    this.loss = new CaptureLoss(this.warn);
     // One budget for every route's queues: the process's memory is what is bounded.
     const queueBudget = new ByteBudget(options.maxQueueBytes ?? DEFAULT_QUEUE_BYTES);
     this.replayers = new Map(
@@ -226,6 +234,8 @@ export class MirrorJob {
         `could not read item_size_max from ${unread.join(', ')}; assuming memcached's default (1 MiB)`,
       );
     }
+    this.lossTimer = setInterval(() => void this.observeLoss(), LOSS_INTERVAL_MS);
+    this.lossTimer.unref();
     if (this.options.durationMs !== undefined) {
       const timer = setTimeout(() => void this.stop(), this.options.durationMs);
       void this.done.then(() => clearTimeout(timer));
@@ -249,6 +259,7 @@ export class MirrorJob {
       source: this.options.pcapFile === undefined ? 'live' : 'pcap',
       capture: [...this.pastPasses, this.pipeline.counters].reduce(sumCounters),
       kernel: this.tcpdump ? { ...this.tcpdump.stats } : undefined,
+      loss: this.loss.report(),
       operations: { ...this.extractor.counters },
       pendingBytes: this.extractor.pendingBytes,
       ownFlowsSkipped: this.ownFlowsSkipped,
@@ -267,6 +278,20 @@ export class MirrorJob {
   /** Asks tcpdump for its kernel drop count now (live capture only). */
   async refreshKernelStats(): Promise<void> {
     await this.tcpdump?.requestStats();
+  }
+
+  /** Reads what the capture lost since the last interval (kernel drops need a fresh count from tcpdump). */
+  private async observeLoss(): Promise<void> {
+    if (!this.finishedAt) await this.tcpdump?.requestStats();
+    const capture = [...this.pastPasses, this.pipeline.counters].reduce(sumCounters);
+    this.loss.observe({
+      kernelDrops: this.tcpdump?.stats.droppedByKernel ?? 0,
+      streamGaps: capture.flows.gaps,
+      streamGapBytes: capture.flows.gapBytes,
+      requestGapBytes: capture.flows.requestGapBytes,
+      requestBytes: capture.flows.requestBytes,
+      requests: this.extractor.counters.requests,
+    });
   }
 
   /**
@@ -338,24 +363,18 @@ export class MirrorJob {
   }
 
   private async startLive(): Promise<void> {
-    const immediate = this.options.immediate === true;
-    let sizing: CaptureSizing | undefined;
-    if (immediate) {
-      sizing = captureSizing(this.options.interface);
-      const bufferKiB = this.options.tcpdumpBufferKiB;
-      if (bufferKiB !== undefined) {
-        sizing = { ...sizing, bufferKiB, ringPackets: Math.floor((bufferKiB * 1024) / sizing.snapLength) };
-      }
-    }
+    const immediate = this.options.immediate !== false;
+    const bufferKiB = this.options.tcpdumpBufferKiB;
+    const sizing = immediate ? captureSizing(this.options.interface, bufferKiB) : undefined;
     this.sizing = sizing;
     const delay = immediate ? CAPTURE_DELAY_MS.immediate : CAPTURE_DELAY_MS.batched;
     const tcpdump = startTcpdump({
       interface: this.options.interface,
       immediate,
-      ...(sizing === undefined ? {} : { snapLength: sizing.snapLength, bufferKiB: sizing.bufferKiB }),
-      ...(sizing === undefined && this.options.tcpdumpBufferKiB !== undefined
-        ? { bufferKiB: this.options.tcpdumpBufferKiB }
-        : {}),
+      ...(sizing === undefined
+        ? {}
+        : { snapLength: sizing.snapLength, bufferKiB: sizing.bufferKiB, inboundOnly: sizing.loopback }),
+      ...(sizing === undefined && bufferKiB !== undefined ? { bufferKiB } : {}),
       serverPorts: this.options.routes.map((r) => r.sourcePort),
       excludeClients: this.options.excludeClients,
       ...(this.options.tcpdumpPath === undefined ? {} : { tcpdumpPath: this.options.tcpdumpPath }),
@@ -468,6 +487,9 @@ export class MirrorJob {
     this.backfillAbort.abort();
     await Promise.all(this.backfillRuns);
     this.pipeline.flows.closeAll('end');
+    clearInterval(this.lossTimer);
+    // tcpdump's last counts came with its exit; holes of flows closed just now are gaps too.
+    await this.observeLoss();
     const drains = await Promise.all([...this.replayers.values()].map((r) => r.drain(this.options.drainMs)));
     this.drained = drains.every(Boolean);
     await Promise.all([...this.replayers.values()].map((r) => r.close()));
