@@ -31,13 +31,6 @@ export interface TcpdumpOptions {
    * pair it with a small snap length or expect kernel drops under load.
    */
   readonly immediate?: boolean;
-  /**
-   * Keep only packets the interface received (BPF `inbound`, checked in the
-   * kernel). Right for a loopback interface only, where every packet passes
-   * twice (once sent, once received) and would otherwise fill the ring twice;
-   * on any other interface it would drop the server's replies.
-   */
-  readonly inboundOnly?: boolean;
   /** The tcpdump binary (default `tcpdump`, looked up on PATH). */
   readonly tcpdumpPath?: string;
 }
@@ -67,8 +60,6 @@ export interface CaptureSizing {
   readonly bufferKiB: number;
   /** Packets the kernel ring holds: the buffer over the snap length. */
   readonly ringPackets: number;
-  /** A loopback interface: each packet is seen once sent and once received, so only received ones are kept. */
-  readonly loopback: boolean;
 }
 
 /** The largest IPv4 packet: what segmentation offload may hand to capture whatever the MTU. */
@@ -97,21 +88,7 @@ export function captureSizing(iface: string, bufferKiBOverride?: number): Captur
     snapLength,
     bufferKiB,
     ringPackets: Math.floor((bufferKiB * 1024) / snapLength),
-    loopback: isLoopback(iface),
   };
-}
-
-/** IFF_LOOPBACK in the interface's flags (linux/if.h). */
-const IFF_LOOPBACK = 0x8;
-
-/** Whether `iface` is a loopback interface (`lo`), from its flags in sysfs. */
-export function isLoopback(iface: string): boolean {
-  if (iface === 'any') return false;
-  try {
-    return (Number(readFileSync(`/sys/class/net/${iface}/flags`, 'utf8').trim()) & IFF_LOOPBACK) !== 0;
-  } catch {
-    return false;
-  }
 }
 
 function interfaceMtu(iface: string): number | undefined {
@@ -141,8 +118,7 @@ export function tcpdumpArgs(options: TcpdumpOptions): string[] {
   const args = ['-i', options.interface, '-U', '-w', '-', '-s', String(options.snapLength ?? 0)];
   args.push('-B', String(options.bufferKiB ?? DEFAULT_BUFFER_KIB));
   if (options.immediate) args.push('--immediate-mode');
-  const filter = captureFilter(options.serverPorts, options.excludeClients ?? []);
-  args.push(options.inboundOnly ? `inbound and ${filter}` : filter);
+  args.push(captureFilter(options.serverPorts, options.excludeClients ?? []));
   return args;
 }
 

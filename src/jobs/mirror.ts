@@ -371,9 +371,7 @@ export class MirrorJob {
     const tcpdump = startTcpdump({
       interface: this.options.interface,
       immediate,
-      ...(sizing === undefined
-        ? {}
-        : { snapLength: sizing.snapLength, bufferKiB: sizing.bufferKiB, inboundOnly: sizing.loopback }),
+      ...(sizing === undefined ? {} : { snapLength: sizing.snapLength, bufferKiB: sizing.bufferKiB }),
       ...(sizing === undefined && bufferKiB !== undefined ? { bufferKiB } : {}),
       serverPorts: this.options.routes.map((r) => r.sourcePort),
       excludeClients: this.options.excludeClients,
