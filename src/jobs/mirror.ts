@@ -84,6 +84,8 @@ export interface MirrorOptions {
   readonly drainMs: number;
   readonly tcpdumpPath?: string | undefined;
   readonly tcpdumpBufferKiB?: number | undefined;
+  /** Packets per second (both directions) the immediate-delivery ring is sized for. */
+  readonly capturePacketsPerSecond?: number | undefined;
   /**
    * Have the kernel deliver each packet at once (tcpdump --immediate-mode,
    * snap length and ring sized from the interface's MTU; the default) rather
@@ -365,7 +367,12 @@ export class MirrorJob {
   private async startLive(): Promise<void> {
     const immediate = this.options.immediate !== false;
     const bufferKiB = this.options.tcpdumpBufferKiB;
-    const sizing = immediate ? captureSizing(this.options.interface, bufferKiB) : undefined;
+    const sizing = immediate
+      ? captureSizing(this.options.interface, {
+          bufferKiB,
+          packetsPerSecond: this.options.capturePacketsPerSecond,
+        })
+      : undefined;
     this.sizing = sizing;
     const delay = immediate ? CAPTURE_DELAY_MS.immediate : CAPTURE_DELAY_MS.batched;
     const tcpdump = startTcpdump({

@@ -43,6 +43,7 @@ interface MirrorFlags {
   immediate?: boolean;
   batched?: boolean;
   captureBuffer?: string;
+  captureRate?: string;
   maxQueueBytes: string;
   maxPendingBytes: string;
   backfill?: boolean;
@@ -121,6 +122,10 @@ export function registerMirror(program: Command, out: Output): void {
       'let the kernel deliver packets in batches instead: lag up to 1 s, a ring that holds more packets',
     )
     .option(
+      '--capture-rate <packets>',
+      'packets per second (both directions) the kernel ring is sized for: it holds 50 ms of them (default 80000)',
+    )
+    .option(
       '--capture-buffer <bytes>',
       "tcpdump's kernel ring (-B); default: sized from the interface's MTU (immediate) or 64 MiB (batched)",
     )
@@ -159,6 +164,8 @@ export function registerMirror(program: Command, out: Output): void {
           flags.captureBuffer === undefined
             ? undefined
             : Math.max(1, Math.ceil(parseBytes('--capture-buffer', flags.captureBuffer) / 1024)),
+        capturePacketsPerSecond:
+          flags.captureRate === undefined ? undefined : number('--capture-rate', flags.captureRate, 1),
         maxPendingBytes: parseBytes('--max-pending-bytes', flags.maxPendingBytes),
         backfill: flags.backfill
           ? {
@@ -318,7 +325,8 @@ function startedLine(job: MirrorJob): string {
     ring === undefined
       ? ''
       : `, immediate delivery, snap ${ring.snapLength} B (MTU ${ring.mtu ?? '?'}), ` +
-        `ring ${formatBytes(ring.bufferKiB * 1024)} (~${ring.ringPackets} packets)`;
+        `ring ${formatBytes(ring.bufferKiB * 1024)} (~${ring.ringPackets} packets, ` +
+        `~${ring.ringMs} ms at ${ring.packetsPerSecond} packets/s)`;
   const where = `capturing on ${info.interface} (filter: ${info.filter ?? '?'}${delivery})`;
   const routes = s.routes.map((r) => `${r.sourcePort} -> ${r.target}`).join(', ');
   const limit = s.limits === undefined ? '' : `; values up to ${formatBytes(s.limits.maxValueBytes)}`;
