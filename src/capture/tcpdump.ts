@@ -92,7 +92,8 @@ export function captureSizing(
   const mtu = interfaceMtu(iface);
   const snapLength = Math.max(mtu ?? MAX_IP_PACKET, MAX_IP_PACKET) + LINK_HEADER_ROOM;
   const packetsPerSecond = options.packetsPerSecond ?? DEFAULT_CAPTURE_RATE;
-  const wanted = Math.ceil((snapLength * packetsPerSecond * RING_SECONDS) / 1024);
+  // In whole MiB: the start line reads better, and the kernel allocates the ring in large blocks anyway.
+  const wanted = Math.ceil((snapLength * packetsPerSecond * RING_SECONDS) / 1024 / 1024) * 1024;
   const bufferKiB = options.bufferKiB ?? Math.min(MAX_BUFFER_KIB, Math.max(MIN_BUFFER_KIB, wanted));
   const ringPackets = Math.floor((bufferKiB * 1024) / snapLength);
   return {
