@@ -32,6 +32,8 @@ export interface CaptureLossReport {
   readonly intervalsWithLoss: number;
   /** When the first loss was noticed (ISO time), if any. */
   readonly firstLossAt: string | undefined;
+  /** How far behind the traffic capture was when it had to stop (ms; 0 when it had caught up). */
+  readonly stoppedBehindMs: number;
 }
 
 const ZERO: CaptureLossCounts = {
@@ -49,6 +51,7 @@ export class CaptureLoss {
   private intervalsWithLoss = 0;
   private firstLossAt: number | undefined;
   private losing = false;
+  private behindMs = 0;
 
   constructor(
     private readonly warn: (message: string) => void,
@@ -79,9 +82,15 @@ export class CaptureLoss {
     this.losing = lost;
   }
 
+  /** Capture stopped before reading the packets of the last `ms`: they were never seen. */
+  stoppedBehind(ms: number): void {
+    this.behindMs = Math.max(this.behindMs, ms);
+    this.firstLossAt ??= this.now();
+  }
+
   /** Anything lost so far. */
   get lost(): boolean {
-    return this.last.kernelDrops > 0 || this.last.streamGaps > 0;
+    return this.last.kernelDrops > 0 || this.last.streamGaps > 0 || this.behindMs > 0;
   }
 
   report(): CaptureLossReport {
@@ -96,6 +105,7 @@ export class CaptureLoss {
       lastInterval: { ...this.interval },
       intervalsWithLoss: this.intervalsWithLoss,
       firstLossAt: this.firstLossAt === undefined ? undefined : new Date(this.firstLossAt).toISOString(),
+      stoppedBehindMs: this.behindMs,
     };
   }
 }

@@ -44,6 +44,8 @@ const CAPTURE_DELAY_MS = { immediate: 250, batched: 1200 } as const;
 const TICK_MS = 50;
 /** How often capture loss (kernel drops, stream gaps) is read and compared with the interval before. */
 const LOSS_INTERVAL_MS = 1000;
+/** How often a stopping capture looks whether it has caught up with the traffic. */
+const CATCH_UP_POLL_MS = 20;
 
 /** One source port and the pool its traffic goes to. */
 export interface MirrorRoute {
@@ -164,6 +166,8 @@ export class MirrorJob {
   private stopRequested = false;
   private stopCapture: (() => void) | undefined;
   private lastCaptureMicros = 0;
+  /** When tcpdump last handed over bytes (ms). */
+  private lastChunkAt = 0;
   private drained = false;
   private failure: MemshiftError | undefined;
   private resolveDone: (summary: MirrorSummary) => void = () => {};
@@ -392,10 +396,19 @@ export class MirrorJob {
     const ticker = setInterval(() => this.extractor.tick((Date.now() - delay) * 1000), TICK_MS);
     ticker.unref();
     this.stopCapture = () => {
-      clearInterval(sweeper);
-      clearInterval(ticker);
-      // Give the last packets time to arrive before tcpdump is told to stop.
-      setTimeout(() => void tcpdump.stop(), delay);
+      // Packets still in the kernel ring are lost when tcpdump stops: read up to now first.
+      void this.catchUp(Date.now(), delay).then((behindMs) => {
+        clearInterval(sweeper);
+        clearInterval(ticker);
+        if (behindMs > 0) {
+          this.loss.stoppedBehind(behindMs);
+          this.warn(
+            `capture stopped ${behindMs} ms behind the traffic: packets still queued in the kernel were not read; ` +
+              'keys may be stale on the new pool: run `memshift repair` before the switch',
+          );
+        }
+        void tcpdump.stop();
+      });
     };
     void tcpdump.exited.then(() => {
       clearInterval(sweeper);
@@ -470,7 +483,26 @@ export class MirrorJob {
     });
   }
 
+  /**
+   * Waits until capture has read the packets sent before `stopAt` (a packet
+   * stamped later has come through), or tcpdump has handed over nothing for
+   * `quietMs` (nothing is left), at most the drain time. Resolves with how
+   * far behind `stopAt` the capture stayed, 0 when it caught up.
+   */
+  private async catchUp(stopAt: number, quietMs: number): Promise<number> {
+    const deadline = stopAt + Math.max(this.options.drainMs, quietMs);
+    for (;;) {
+      const now = Date.now();
+      const caughtUp = this.lastCaptureMicros / 1000 >= stopAt;
+      const quiet = now - Math.max(this.lastChunkAt, stopAt) >= quietMs;
+      if (this.failure || caughtUp || quiet) return 0;
+      if (now >= deadline) return Math.max(1, Math.round(stopAt - this.lastCaptureMicros / 1000));
+      await sleep(CATCH_UP_POLL_MS);
+    }
+  }
+
   private push(chunk: Buffer): void {
+    this.lastChunkAt = Date.now();
     if (this.failure) return;
     try {
       this.pipeline.push(chunk);

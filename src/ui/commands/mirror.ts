@@ -223,7 +223,7 @@ export function registerMirror(program: Command, out: Output): void {
         if (summary.error) {
           process.stderr.write(`memshift: ${summary.error}\n`);
           out.exitCode = 2;
-        } else if (!summary.drained || summary.loss.kernelDrops > 0 || summary.loss.streamGaps > 0) {
+        } else if (!summary.drained || lostTraffic(summary)) {
           out.exitCode = 1;
         }
       } finally {
@@ -388,6 +388,10 @@ class StatusLine {
   }
 }
 
+function lostTraffic(s: MirrorSummary): boolean {
+  return s.loss.kernelDrops > 0 || s.loss.streamGaps > 0 || s.loss.stoppedBehindMs > 0;
+}
+
 /** Capture loss so far, and what the last interval added. */
 function lossLine(s: MirrorSummary): string {
   const l = s.loss;
@@ -494,10 +498,11 @@ export function renderSummary(s: MirrorSummary): string {
   if (!s.drained)
     lines.push('WARNING: the replay queues did not drain in time; writes still queued were dropped');
   const loss = s.loss;
-  if (loss.kernelDrops > 0 || loss.streamGaps > 0) {
+  if (lostTraffic(s)) {
     lines.push(
       `WARNING: capture lost traffic: ${loss.kernelDrops} packets dropped by the kernel, ` +
-        `${loss.streamGaps} stream gaps (${loss.streamGapBytes} bytes, ${loss.requestGapBytes} of them requests). ` +
+        `${loss.streamGaps} stream gaps (${loss.streamGapBytes} bytes, ${loss.requestGapBytes} of them requests)` +
+        (loss.stoppedBehindMs > 0 ? `, the last ${loss.stoppedBehindMs} ms unread at stop. ` : '. ') +
         `Writes in them were never seen, so keys they changed may be stale on the new pool ` +
         `(about ${loss.estimatedLostRequests} requests lost; which keys cannot be known). ` +
         'Run `memshift repair` before the switch.',
