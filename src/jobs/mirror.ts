@@ -90,9 +90,10 @@ export interface MirrorOptions {
   readonly capturePacketsPerSecond?: number | undefined;
   /**
    * Have the kernel deliver each packet at once (tcpdump --immediate-mode,
-   * snap length and ring sized from the interface's MTU; the default) rather
-   * than in batches up to a second late (false): replay lag in milliseconds
-   * (see bench/mirror.ts for lag and kernel drops by rate).
+   * snap length and ring sized from the interface's MTU and the expected
+   * packet rate) rather than in batches up to a second late: replay lag in
+   * milliseconds, but the ring holds one packet per 64 KiB slot, so a
+   * consumer held up by a busy host drops sooner (see bench/mirror.ts).
    */
   readonly immediate?: boolean | undefined;
   /**
@@ -369,7 +370,7 @@ export class MirrorJob {
   }
 
   private async startLive(): Promise<void> {
-    const immediate = this.options.immediate !== false;
+    const immediate = this.options.immediate === true;
     const bufferKiB = this.options.tcpdumpBufferKiB;
     const sizing = immediate
       ? captureSizing(this.options.interface, {

@@ -116,14 +116,17 @@ export function registerMirror(program: Command, out: Output): void {
       '--backfill-max-ttl <seconds>',
       'with --backfill: cap the TTL written (keys without expiry get it too)',
     )
-    .option('--immediate', 'capture with immediate packet delivery (the default): lag in milliseconds')
+    .option(
+      '--immediate',
+      'immediate packet delivery: lag in milliseconds instead of up to 1 s; the ring holds fewer packets (see --capture-rate)',
+    )
     .option(
       '--batched',
-      'let the kernel deliver packets in batches instead: lag up to 1 s, a ring that holds more packets',
+      'kernel delivers packets in batches (the default): up to 1 s of lag, a ring that holds more',
     )
     .option(
       '--capture-rate <packets>',
-      'packets per second (both directions) the kernel ring is sized for: it holds 50 ms of them (default 80000)',
+      'with --immediate: packets per second (both directions) the kernel ring is sized for: it holds 50 ms of them (default 80000)',
     )
     .option(
       '--capture-buffer <bytes>',
@@ -239,7 +242,7 @@ export function registerMirror(program: Command, out: Output): void {
 function immediateFrom(flags: MirrorFlags): boolean {
   if (flags.batched && flags.immediate)
     throw new UsageError('give either --immediate or --batched, not both');
-  return flags.batched !== true;
+  return flags.immediate === true;
 }
 
 function routesFrom(flags: MirrorFlags): MirrorRoute[] {
