@@ -163,7 +163,7 @@ describe('memshift mirror on the command line', () => {
       // lo's MTU is 65536: the snap length covers it and the link header.
       assert.match(
         mirror.stderr(),
-        /immediate delivery, snap 656\d\d B \(MTU 65536\), ring \d+ MiB \(~\d+ packets\)/,
+        /immediate delivery, snap 656\d\d B \(MTU 65536\), ring \d+ MiB \(~\d+ packets, ~\d+ ms at 80000 packets\/s\)/,
       );
       const client = new MemcachedClient(source.address);
       await client.set('immediate:1', 'now');

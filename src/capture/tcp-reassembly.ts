@@ -75,6 +75,8 @@ export interface FlowCounters {
   packets: number;
   /** Payload bytes delivered in order. */
   bytes: number;
+  /** Of those, bytes client to server (requests). */
+  requestBytes: number;
   flowsOpened: number;
   flowsClosed: number;
   flowsEvicted: number;
@@ -83,6 +85,8 @@ export interface FlowCounters {
   retransmittedBytes: number;
   gaps: number;
   gapBytes: number;
+  /** Of the gap bytes, those client to server: requests never seen. */
+  requestGapBytes: number;
   /** Times the out-of-order buffer was full and a hole was declared lost early. */
   overflows: number;
   /** Segments of excluded clients. */
@@ -156,6 +160,7 @@ export class FlowTable {
   readonly counters: FlowCounters = {
     packets: 0,
     bytes: 0,
+    requestBytes: 0,
     flowsOpened: 0,
     flowsClosed: 0,
     flowsEvicted: 0,
@@ -164,6 +169,7 @@ export class FlowTable {
     retransmittedBytes: 0,
     gaps: 0,
     gapBytes: 0,
+    requestGapBytes: 0,
     overflows: 0,
     excludedPackets: 0,
     unmatchedPackets: 0,

@@ -191,12 +191,14 @@ export class TcpStream {
 
   private deliver(chunk: Buffer, micros: number): void {
     this.ctx.counters.bytes += chunk.length;
+    if (this.direction === 'request') this.ctx.counters.requestBytes += chunk.length;
     this.ctx.listener.data(this.flow, this.direction, chunk, micros);
   }
 
   private gap(missing: number): void {
     this.ctx.counters.gaps++;
     this.ctx.counters.gapBytes += missing;
+    if (this.direction === 'request') this.ctx.counters.requestGapBytes += missing;
     this.ctx.listener.gap(this.flow, this.direction, missing);
   }
 }

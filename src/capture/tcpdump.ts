@@ -60,30 +60,50 @@ export interface CaptureSizing {
   readonly bufferKiB: number;
   /** Packets the kernel ring holds: the buffer over the snap length. */
   readonly ringPackets: number;
+  /** The packet rate the ring is sized for, and how long it holds packets at that rate. */
+  readonly packetsPerSecond: number;
+  readonly ringMs: number;
 }
 
 /** The largest IPv4 packet: what segmentation offload may hand to capture whatever the MTU. */
 const MAX_IP_PACKET = 65535;
 /** Link headers in front of the IP packet (Ethernet and VLAN tags, Linux cooked v2 for `any`), with room. */
 const LINK_HEADER_ROOM = 64;
-/** Ring slots wanted: some tens of milliseconds of packets at the rates mirror aims for. */
-const RING_PACKETS = 4096;
+/** Packets per second (both directions) the ring is sized for unless told. */
+export const DEFAULT_CAPTURE_RATE = 80_000;
+/** How long the ring should hold packets at that rate while tcpdump is not scheduled. */
+const RING_SECONDS = 0.05;
 const MIN_BUFFER_KIB = 64 * 1024;
-const MAX_BUFFER_KIB = 256 * 1024;
+const MAX_BUFFER_KIB = 1024 * 1024;
 
 /**
  * Sizes capture for immediate delivery. With --immediate-mode libpcap gives
  * each packet a ring slot of the snap length, so a whole-packet snap (-s 0,
  * 256 KiB) leaves a 64 MiB ring 256 packets. The snap length comes from the
  * interface's MTU instead (never under the largest IP packet, which offload
- * can hand to capture), and the ring from the slots wanted.
+ * can hand to capture: a shorter snap would cut requests, so their values),
+ * and the ring from the packet rate expected: RING_SECONDS of packets, up to
+ * 1 GiB.
  */
-export function captureSizing(iface: string): CaptureSizing {
+export function captureSizing(
+  iface: string,
+  options: { readonly bufferKiB?: number | undefined; readonly packetsPerSecond?: number | undefined } = {},
+): CaptureSizing {
   const mtu = interfaceMtu(iface);
   const snapLength = Math.max(mtu ?? MAX_IP_PACKET, MAX_IP_PACKET) + LINK_HEADER_ROOM;
-  const wanted = Math.ceil((snapLength * RING_PACKETS) / 1024);
-  const bufferKiB = Math.min(MAX_BUFFER_KIB, Math.max(MIN_BUFFER_KIB, wanted));
-  return { mtu, snapLength, bufferKiB, ringPackets: Math.floor((bufferKiB * 1024) / snapLength) };
+  const packetsPerSecond = options.packetsPerSecond ?? DEFAULT_CAPTURE_RATE;
+  // In whole MiB: the start line reads better, and the kernel allocates the ring in large blocks anyway.
+  const wanted = Math.ceil((snapLength * packetsPerSecond * RING_SECONDS) / 1024 / 1024) * 1024;
+  const bufferKiB = options.bufferKiB ?? Math.min(MAX_BUFFER_KIB, Math.max(MIN_BUFFER_KIB, wanted));
+  const ringPackets = Math.floor((bufferKiB * 1024) / snapLength);
+  return {
+    mtu,
+    snapLength,
+    bufferKiB,
+    ringPackets,
+    packetsPerSecond,
+    ringMs: Math.round((ringPackets / packetsPerSecond) * 1000),
+  };
 }
 
 function interfaceMtu(iface: string): number | undefined {

@@ -30,6 +30,7 @@ import type { Operation } from '../ops/operation.js';
 import { MemshiftError } from '../protocol/errors.js';
 import { DEFAULT_QUEUE_BYTES, Replayer, type ReplayerOptions } from '../replay/replayer.js';
 import { ByteBudget } from '../ops/budget.js';
+import { CaptureLoss, type CaptureLossReport } from './capture-loss.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
 
 /**
@@ -41,6 +42,10 @@ import { parsePoolSpec, type Pool } from '../topology/pool.js';
 const CAPTURE_DELAY_MS = { immediate: 250, batched: 1200 } as const;
 /** How often a quiet live capture moves capture time on by the clock (held quiet writes expire). */
 const TICK_MS = 50;
+/** How often capture loss (kernel drops, stream gaps) is read and compared with the interval before. */
+const LOSS_INTERVAL_MS = 1000;
+/** How often a stopping capture looks whether it has caught up with the traffic. */
+const CATCH_UP_POLL_MS = 20;
 
 /** One source port and the pool its traffic goes to. */
 export interface MirrorRoute {
@@ -81,11 +86,14 @@ export interface MirrorOptions {
   readonly drainMs: number;
   readonly tcpdumpPath?: string | undefined;
   readonly tcpdumpBufferKiB?: number | undefined;
+  /** Packets per second (both directions) the immediate-delivery ring is sized for. */
+  readonly capturePacketsPerSecond?: number | undefined;
   /**
    * Have the kernel deliver each packet at once (tcpdump --immediate-mode,
-   * snap length and ring sized from the interface's MTU) rather than in
-   * batches up to a second late: replay lag in milliseconds, for more CPU
-   * (see bench/mirror.ts for where kernel drops begin).
+   * snap length and ring sized from the interface's MTU and the expected
+   * packet rate) rather than in batches up to a second late: replay lag in
+   * milliseconds, but the ring holds one packet per 64 KiB slot, so a
+   * consumer held up by a busy host drops sooner (see bench/mirror.ts).
    */
   readonly immediate?: boolean | undefined;
   /**
@@ -122,6 +130,8 @@ export interface MirrorSummary {
   readonly source: 'live' | 'pcap';
   readonly capture: CaptureCounters;
   readonly kernel: TcpdumpStats | undefined;
+  /** Traffic the capture lost (kernel drops, stream gaps): keys it wrote may be stale on the new pool. */
+  readonly loss: CaptureLossReport;
   readonly operations: OperationExtractor['counters'];
   /** Bytes held by captured values awaiting their replies, and the budget. */
   readonly pendingBytes: { used: number; max: number };
@@ -157,6 +167,8 @@ export class MirrorJob {
   private stopRequested = false;
   private stopCapture: (() => void) | undefined;
   private lastCaptureMicros = 0;
+  /** When tcpdump last handed over bytes (ms). */
+  private lastChunkAt = 0;
   private drained = false;
   private failure: MemshiftError | undefined;
   private resolveDone: (summary: MirrorSummary) => void = () => {};
@@ -166,12 +178,15 @@ export class MirrorJob {
   private limits: MirrorLimits | undefined;
   private sizing: CaptureSizing | undefined;
   private readonly warn: (message: string) => void;
+  private readonly loss: CaptureLoss;
+  private lossTimer: NodeJS.Timeout | undefined;
 
   constructor(options: MirrorOptions) {
     if (options.routes.length === 0)
       throw new MemshiftError('MEMSHIFT_ERR_USAGE', 'mirror needs at least one route');
     this.options = options;
     this.warn = options.onWarning ?? (() => {});
+    this.loss = new CaptureLoss(this.warn);
     // One budget for every route's queues: the process's memory is what is bounded.
     const queueBudget = new ByteBudget(options.maxQueueBytes ?? DEFAULT_QUEUE_BYTES);
     this.replayers = new Map(
@@ -226,6 +241,8 @@ export class MirrorJob {
         `could not read item_size_max from ${unread.join(', ')}; assuming memcached's default (1 MiB)`,
       );
     }
+    this.lossTimer = setInterval(() => void this.observeLoss(), LOSS_INTERVAL_MS);
+    this.lossTimer.unref();
     if (this.options.durationMs !== undefined) {
       const timer = setTimeout(() => void this.stop(), this.options.durationMs);
       void this.done.then(() => clearTimeout(timer));
@@ -249,6 +266,7 @@ export class MirrorJob {
       source: this.options.pcapFile === undefined ? 'live' : 'pcap',
       capture: [...this.pastPasses, this.pipeline.counters].reduce(sumCounters),
       kernel: this.tcpdump ? { ...this.tcpdump.stats } : undefined,
+      loss: this.loss.report(),
       operations: { ...this.extractor.counters },
       pendingBytes: this.extractor.pendingBytes,
       ownFlowsSkipped: this.ownFlowsSkipped,
@@ -267,6 +285,20 @@ export class MirrorJob {
   /** Asks tcpdump for its kernel drop count now (live capture only). */
   async refreshKernelStats(): Promise<void> {
     await this.tcpdump?.requestStats();
+  }
+
+  /** Reads what the capture lost since the last interval (kernel drops need a fresh count from tcpdump). */
+  private async observeLoss(): Promise<void> {
+    if (!this.finishedAt) await this.tcpdump?.requestStats();
+    const capture = [...this.pastPasses, this.pipeline.counters].reduce(sumCounters);
+    this.loss.observe({
+      kernelDrops: this.tcpdump?.stats.droppedByKernel ?? 0,
+      streamGaps: capture.flows.gaps,
+      streamGapBytes: capture.flows.gapBytes,
+      requestGapBytes: capture.flows.requestGapBytes,
+      requestBytes: capture.flows.requestBytes,
+      requests: this.extractor.counters.requests,
+    });
   }
 
   /**
@@ -339,23 +371,20 @@ export class MirrorJob {
 
   private async startLive(): Promise<void> {
     const immediate = this.options.immediate === true;
-    let sizing: CaptureSizing | undefined;
-    if (immediate) {
-      sizing = captureSizing(this.options.interface);
-      const bufferKiB = this.options.tcpdumpBufferKiB;
-      if (bufferKiB !== undefined) {
-        sizing = { ...sizing, bufferKiB, ringPackets: Math.floor((bufferKiB * 1024) / sizing.snapLength) };
-      }
-    }
+    const bufferKiB = this.options.tcpdumpBufferKiB;
+    const sizing = immediate
+      ? captureSizing(this.options.interface, {
+          bufferKiB,
+          packetsPerSecond: this.options.capturePacketsPerSecond,
+        })
+      : undefined;
     this.sizing = sizing;
     const delay = immediate ? CAPTURE_DELAY_MS.immediate : CAPTURE_DELAY_MS.batched;
     const tcpdump = startTcpdump({
       interface: this.options.interface,
       immediate,
       ...(sizing === undefined ? {} : { snapLength: sizing.snapLength, bufferKiB: sizing.bufferKiB }),
-      ...(sizing === undefined && this.options.tcpdumpBufferKiB !== undefined
-        ? { bufferKiB: this.options.tcpdumpBufferKiB }
-        : {}),
+      ...(sizing === undefined && bufferKiB !== undefined ? { bufferKiB } : {}),
       serverPorts: this.options.routes.map((r) => r.sourcePort),
       excludeClients: this.options.excludeClients,
       ...(this.options.tcpdumpPath === undefined ? {} : { tcpdumpPath: this.options.tcpdumpPath }),
@@ -368,10 +397,19 @@ export class MirrorJob {
     const ticker = setInterval(() => this.extractor.tick((Date.now() - delay) * 1000), TICK_MS);
     ticker.unref();
     this.stopCapture = () => {
-      clearInterval(sweeper);
-      clearInterval(ticker);
-      // Give the last packets time to arrive before tcpdump is told to stop.
-      setTimeout(() => void tcpdump.stop(), delay);
+      // Packets still in the kernel ring are lost when tcpdump stops: read up to now first.
+      void this.catchUp(Date.now(), delay).then((behindMs) => {
+        clearInterval(sweeper);
+        clearInterval(ticker);
+        if (behindMs > 0) {
+          this.loss.stoppedBehind(behindMs);
+          this.warn(
+            `capture stopped ${behindMs} ms behind the traffic: packets still queued in the kernel were not read; ` +
+              'keys may be stale on the new pool: run `memshift repair` before the switch',
+          );
+        }
+        void tcpdump.stop();
+      });
     };
     void tcpdump.exited.then(() => {
       clearInterval(sweeper);
@@ -446,7 +484,26 @@ export class MirrorJob {
     });
   }
 
+  /**
+   * Waits until capture has read the packets sent before `stopAt` (a packet
+   * stamped later has come through), or tcpdump has handed over nothing for
+   * `quietMs` (nothing is left), at most the drain time. Resolves with how
+   * far behind `stopAt` the capture stayed, 0 when it caught up.
+   */
+  private async catchUp(stopAt: number, quietMs: number): Promise<number> {
+    const deadline = stopAt + Math.max(this.options.drainMs, quietMs);
+    for (;;) {
+      const now = Date.now();
+      const caughtUp = this.lastCaptureMicros / 1000 >= stopAt;
+      const quiet = now - Math.max(this.lastChunkAt, stopAt) >= quietMs;
+      if (this.failure || caughtUp || quiet) return 0;
+      if (now >= deadline) return Math.max(1, Math.round(stopAt - this.lastCaptureMicros / 1000));
+      await sleep(CATCH_UP_POLL_MS);
+    }
+  }
+
   private push(chunk: Buffer): void {
+    this.lastChunkAt = Date.now();
     if (this.failure) return;
     try {
       this.pipeline.push(chunk);
@@ -468,6 +525,9 @@ export class MirrorJob {
     this.backfillAbort.abort();
     await Promise.all(this.backfillRuns);
     this.pipeline.flows.closeAll('end');
+    clearInterval(this.lossTimer);
+    // tcpdump's last counts came with its exit; holes of flows closed just now are gaps too.
+    await this.observeLoss();
     const drains = await Promise.all([...this.replayers.values()].map((r) => r.drain(this.options.drainMs)));
     this.drained = drains.every(Boolean);
     await Promise.all([...this.replayers.values()].map((r) => r.close()));

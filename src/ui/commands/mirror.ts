@@ -41,6 +41,9 @@ interface MirrorFlags {
   maxRemembered: string;
   maxValue?: string;
   immediate?: boolean;
+  batched?: boolean;
+  captureBuffer?: string;
+  captureRate?: string;
   maxQueueBytes: string;
   maxPendingBytes: string;
   backfill?: boolean;
@@ -115,7 +118,19 @@ export function registerMirror(program: Command, out: Output): void {
     )
     .option(
       '--immediate',
-      'capture with immediate packet delivery: lag in ms instead of up to 1 s, for more CPU (kernel drops come sooner)',
+      'immediate packet delivery: lag in milliseconds instead of up to 1 s; the ring holds fewer packets (see --capture-rate)',
+    )
+    .option(
+      '--batched',
+      'kernel delivers packets in batches (the default): up to 1 s of lag, a ring that holds more',
+    )
+    .option(
+      '--capture-rate <packets>',
+      'with --immediate: packets per second (both directions) the kernel ring is sized for: it holds 50 ms of them (default 80000)',
+    )
+    .option(
+      '--capture-buffer <bytes>',
+      "tcpdump's kernel ring (-B); default: sized from the interface's MTU (immediate) or 64 MiB (batched)",
     )
     .option('--json', 'print the summary at exit as JSON')
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
@@ -147,7 +162,13 @@ export function registerMirror(program: Command, out: Output): void {
         drainMs: number('--drain', flags.drain, 0) * 1000,
         maxValueBytes: flags.maxValue === undefined ? undefined : parseBytes('--max-value', flags.maxValue),
         maxQueueBytes: parseBytes('--max-queue-bytes', flags.maxQueueBytes),
-        immediate: flags.immediate ?? false,
+        immediate: immediateFrom(flags),
+        tcpdumpBufferKiB:
+          flags.captureBuffer === undefined
+            ? undefined
+            : Math.max(1, Math.ceil(parseBytes('--capture-buffer', flags.captureBuffer) / 1024)),
+        capturePacketsPerSecond:
+          flags.captureRate === undefined ? undefined : number('--capture-rate', flags.captureRate, 1),
         maxPendingBytes: parseBytes('--max-pending-bytes', flags.maxPendingBytes),
         backfill: flags.backfill
           ? {
@@ -205,7 +226,7 @@ export function registerMirror(program: Command, out: Output): void {
         if (summary.error) {
           process.stderr.write(`memshift: ${summary.error}\n`);
           out.exitCode = 2;
-        } else if (!summary.drained) {
+        } else if (!summary.drained || lostTraffic(summary)) {
           out.exitCode = 1;
         }
       } finally {
@@ -216,6 +237,12 @@ export function registerMirror(program: Command, out: Output): void {
         await log.close();
       }
     });
+}
+
+function immediateFrom(flags: MirrorFlags): boolean {
+  if (flags.batched && flags.immediate)
+    throw new UsageError('give either --immediate or --batched, not both');
+  return flags.immediate === true;
 }
 
 function routesFrom(flags: MirrorFlags): MirrorRoute[] {
@@ -301,7 +328,8 @@ function startedLine(job: MirrorJob): string {
     ring === undefined
       ? ''
       : `, immediate delivery, snap ${ring.snapLength} B (MTU ${ring.mtu ?? '?'}), ` +
-        `ring ${formatBytes(ring.bufferKiB * 1024)} (~${ring.ringPackets} packets)`;
+        `ring ${formatBytes(ring.bufferKiB * 1024)} (~${ring.ringPackets} packets, ` +
+        `~${ring.ringMs} ms at ${ring.packetsPerSecond} packets/s)`;
   const where = `capturing on ${info.interface} (filter: ${info.filter ?? '?'}${delivery})`;
   const routes = s.routes.map((r) => `${r.sourcePort} -> ${r.target}`).join(', ');
   const limit = s.limits === undefined ? '' : `; values up to ${formatBytes(s.limits.maxValueBytes)}`;
@@ -329,7 +357,6 @@ class StatusLine {
     this.timer = setInterval(() => {
       this.ticks++;
       if (!tty && this.ticks % 10 !== 0) return;
-      void this.job.refreshKernelStats();
       const line = this.line();
       this.log.event({ event: 'status', ...this.job.summary() });
       process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
@@ -358,10 +385,23 @@ class StatusLine {
       `mirror ${Math.round(s.seconds)}s | requests ${rate((requests - prev.requests) / dt)}/s` +
       ` | applied ${rate((applied - prev.applied) / dt)}/s | dropped ${dropped}` +
       ` | lag p99 ${lag.toFixed(1)} ms | flows ${s.capture.flows.flowsOpened - s.capture.flows.flowsClosed}` +
-      ` | kernel drops ${s.kernel?.droppedByKernel ?? 0}` +
+      ` | ${lossLine(s)}` +
       (s.backfill ? ` | backfill ${backfillLine(s)}` : '')
     );
   }
+}
+
+function lostTraffic(s: MirrorSummary): boolean {
+  return s.loss.kernelDrops > 0 || s.loss.streamGaps > 0 || s.loss.stoppedBehindMs > 0;
+}
+
+/** Capture loss so far, and what the last interval added. */
+function lossLine(s: MirrorSummary): string {
+  const l = s.loss;
+  const last = l.lastInterval;
+  const now =
+    last.kernelDrops || last.streamGaps ? ` (LOSING: +${last.kernelDrops}/+${last.streamGaps})` : '';
+  return `kernel drops ${l.kernelDrops} | stream gaps ${l.streamGaps}${now}`;
 }
 
 function backfillLine(s: MirrorSummary): string {
@@ -388,8 +428,10 @@ export function mirrorSnapshot(s: MirrorSummary): DashboardSnapshot {
     'capture/packets': s.capture.flows.packets,
     'capture/requests': s.operations.requests,
   };
+  counters['capture loss/kernel drops'] = s.loss.kernelDrops;
+  counters['capture loss/stream gaps'] = s.loss.streamGaps;
   const gauges: Record<string, number> = {
-    'kernel drops/packets': s.kernel?.droppedByKernel ?? 0,
+    'kernel drops/packets': s.loss.kernelDrops,
     'connections/open': s.capture.flows.flowsOpened - s.capture.flows.flowsClosed,
   };
   const progress: Record<string, { done: number; total: number }> = {};
@@ -458,5 +500,16 @@ export function renderSummary(s: MirrorSummary): string {
   }
   if (!s.drained)
     lines.push('WARNING: the replay queues did not drain in time; writes still queued were dropped');
+  const loss = s.loss;
+  if (lostTraffic(s)) {
+    lines.push(
+      `WARNING: capture lost traffic: ${loss.kernelDrops} packets dropped by the kernel, ` +
+        `${loss.streamGaps} stream gaps (${loss.streamGapBytes} bytes, ${loss.requestGapBytes} of them requests)` +
+        (loss.stoppedBehindMs > 0 ? `, the last ${loss.stoppedBehindMs} ms unread at stop. ` : '. ') +
+        `Writes in them were never seen, so keys they changed may be stale on the new pool ` +
+        `(about ${loss.estimatedLostRequests} requests lost; which keys cannot be known). ` +
+        'Run `memshift repair` before the switch.',
+    );
+  }
   return lines.join('\n');
 }
