@@ -1,0 +1,139 @@
+/**
+ * Two-way mirroring for the switch window (DESIGN.md invariant 10): while
+ * application hosts move to the new pool one by one, both pools are written,
+ * so one mirror runs on each side (old → new on the old servers, new → old on
+ * the new ones) and each must neither mirror back the other's writes nor let
+ * crossing writes leave the pools different.
+ *
+ * Both mirrors of a pair bind their target connections to local ports of one
+ * agreed range (`--two-way-ports`), outside every host's ephemeral range. A
+ * captured connection to our source from such a port is therefore the peer
+ * mirror writing: it is parsed like any client (so we know which keys the
+ * peer changed and when) but never replayed, which is what breaks the loop.
+ * The range is deliberately not dropped by the kernel filter: the peer's
+ * writes are the evidence for the two rules below.
+ *
+ * 1. Crossing writes. A write to key k on side A (captured at tA) is
+ *    replayed to B; a write to k on B (tB) is replayed to A. When each
+ *    replay lands after the other side's own write, A ends with B's value
+ *    and B with A's. Each side sees its local write and the peer's write to k
+ *    on its source within the lag of the two mirrors: whenever the two fall
+ *    within the conflict window of each other, the key is deleted on the
+ *    target. Both sides see the crossing, so both pools lose k: a miss, never
+ *    a wrong value.
+ * 2. Fill on read. A hit read on A may be a value B has since deleted or
+ *    replaced (the peer's replay has not landed on A yet). A fill is not
+ *    queued when the peer wrote k within the window, and a peer write that
+ *    lands within the window after a fill deletes k on the target (rule 1,
+ *    the fill counting as a local write).
+ *
+ * Times live in two fixed tables indexed by two hashes of the key, each slot
+ * holding the latest time of any key that maps there: a collision can only
+ * make a time look later, so it can only add a delete, never miss a conflict.
+ */
+import { mix32 } from './key-hash.js';
+import { MemshiftError } from '../protocol/errors.js';
+
+/** Local ports both mirrors of a two-way pair bind their target connections to. */
+export interface PortRange {
+  readonly low: number;
+  readonly high: number;
+}
+
+export function parsePortRange(text: string): PortRange {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
+  const low = m ? Number(m[1]) : NaN;
+  const high = m ? Number(m[2]) : NaN;
+  if (!(low >= 1024 && high <= 65535 && low <= high)) {
+    throw new MemshiftError(
+      'MEMSHIFT_ERR_USAGE',
+      `port range must be LOW-HIGH between 1024 and 65535 (e.g. 20400-20499), got "${text}"`,
+    );
+  }
+  return { low, high };
+}
+
+export function inPortRange(range: PortRange, port: number): boolean {
+  return port >= range.low && port <= range.high;
+}
+
+/** Hands out the range's ports in turn (a port still in TIME_WAIT fails to bind; the next dial takes the next). */
+export class PortAllocator {
+  private next: number;
+
+  constructor(readonly range: PortRange) {
+    this.next = range.low;
+  }
+
+  take(): number {
+    const port = this.next;
+    this.next = port >= this.range.high ? this.range.low : port + 1;
+    return port;
+  }
+}
+
+/** A range this process shares between all its replayers (one port per connection). */
+const allocators = new Map<string, PortAllocator>();
+
+export function allocatorFor(range: PortRange): PortAllocator {
+  const name = `${range.low}-${range.high}`;
+  let allocator = allocators.get(name);
+  if (!allocator) allocators.set(name, (allocator = new PortAllocator(range)));
+  return allocator;
+}
+
+export interface TwoWayOptions {
+  readonly ports: PortRange;
+  /** Writes to one key from both sides this close in time (ms) are a conflict (default 5000). */
+  readonly conflictWindowMs?: number;
+  /** Slots per time table (default 2^18, 8 bytes each, two tables). */
+  readonly slots?: number;
+}
+
+export const DEFAULT_CONFLICT_WINDOW_MS = 5000;
+
+/** The latest local and peer write time of every key, within bounded memory. */
+export class WriteTimes {
+  readonly windowMs: number;
+  private readonly local: Float64Array;
+  private readonly peer: Float64Array;
+  private readonly mask: number;
+
+  constructor(options: TwoWayOptions) {
+    this.windowMs = options.conflictWindowMs ?? DEFAULT_CONFLICT_WINDOW_MS;
+    let n = 16;
+    while (n < (options.slots ?? 1 << 18) && n < 1 << 24) n *= 2;
+    this.local = new Float64Array(n).fill(-Infinity);
+    this.peer = new Float64Array(n).fill(-Infinity);
+    this.mask = n - 1;
+  }
+
+  /** Records a write replayed from this side at `ms`; true if the peer wrote the key within the window. */
+  localWrite(hash: number, ms: number): boolean {
+    this.record(this.local, hash, ms);
+    return this.latest(this.peer, hash) >= ms - this.windowMs;
+  }
+
+  /** Records a peer write landing on our source at `ms`; true if we wrote the key within the window. */
+  peerWrite(hash: number, ms: number): boolean {
+    this.record(this.peer, hash, ms);
+    return this.latest(this.local, hash) >= ms - this.windowMs;
+  }
+
+  /** Whether the peer wrote the key at or after `ms` minus the window. */
+  peerWroteSince(hash: number, ms: number): boolean {
+    return this.latest(this.peer, hash) >= ms - this.windowMs;
+  }
+
+  private record(table: Float64Array, hash: number, ms: number): void {
+    const a = hash & this.mask;
+    const b = mix32(hash ^ 0x9e3779b9) & this.mask;
+    if (table[a]! < ms) table[a] = ms;
+    if (table[b]! < ms) table[b] = ms;
+  }
+
+  /** Both slots hold at least the key's own latest time: their smaller one is the closest bound. */
+  private latest(table: Float64Array, hash: number): number {
+    return Math.min(table[hash & this.mask]!, table[mix32(hash ^ 0x9e3779b9) & this.mask]!);
+  }
+}
