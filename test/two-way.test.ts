@@ -43,12 +43,19 @@ const WINDOW_MS = 2000;
 describe('two-way write times', () => {
   it('a local and a peer write within the window conflict, in either order; apart, they do not', () => {
     const times = new WriteTimes({ ports: PORTS, conflictWindowMs: 1000, slots: 1024 });
-    assert.equal(times.localWrite(7, 10_000), false);
-    assert.equal(times.peerWrite(7, 10_500), true);
-    assert.equal(times.peerWrite(8, 20_000), false);
-    assert.equal(times.localWrite(8, 19_800), true, 'peer write seen first, local write captured earlier');
-    assert.equal(times.peerWrite(9, 30_000), false);
-    assert.equal(times.localWrite(9, 31_001), false);
+    assert.equal(times.localWrite(Buffer.from('k7'), 7, 10_000), false);
+    assert.equal(times.peerWrite(Buffer.from('k7'), 7, 10_500), true);
+    // Answered once: the deletes both sides send then land as peer writes and start nothing more.
+    assert.equal(times.peerWrite(Buffer.from('k7'), 7, 10_600), false);
+    assert.equal(times.localWrite(Buffer.from('k7'), 7, 10_700), true, 'a new local write is a new conflict');
+    assert.equal(times.peerWrite(Buffer.from('k8'), 8, 20_000), false);
+    assert.equal(
+      times.localWrite(Buffer.from('k8'), 8, 19_800),
+      true,
+      'peer write seen first, local write captured earlier',
+    );
+    assert.equal(times.peerWrite(Buffer.from('k9'), 9, 30_000), false);
+    assert.equal(times.localWrite(Buffer.from('k9'), 9, 31_001), false);
     assert.equal(times.peerWroteSince(9, 30_900), true);
     assert.equal(times.peerWroteSince(9, 31_001), false);
   });

@@ -345,7 +345,11 @@ export class Replayer implements KeyFreshness {
       counted = true;
       // After the write, so the delete lands behind it on the key's connection.
       const times = this.writeTimes;
-      if (times && isMutation(action) && times.localWrite(hash, capturedMs > 0 ? capturedMs : this.now())) {
+      if (
+        times &&
+        isMutation(action) &&
+        times.localWrite(action.key, hash, capturedMs > 0 ? capturedMs : this.now())
+      ) {
         this.conflict(action.key, hash);
       }
     }
@@ -457,7 +461,7 @@ export class Replayer implements KeyFreshness {
     this.c.peerWrites++;
     this.recent.record(hash);
     const ms = op.timestampMicros > 0 ? op.timestampMicros / 1000 : this.now();
-    if (this.writeTimes?.peerWrite(hash, ms)) this.conflict(op.key, hash);
+    if (this.writeTimes?.peerWrite(op.key, hash, ms)) this.conflict(op.key, hash);
   }
 
   /** Both sides wrote the key within the window: it goes from the target (the peer deletes it from ours). */
@@ -524,12 +528,10 @@ export class Replayer implements KeyFreshness {
         if (!this.fits(key, value, flags)) return this.fillSkip('too_large', true);
         // Two-way: the hit may be a value the other side has replaced or deleted since.
         const times = this.writeTimes;
-        if (
-          times &&
-          (times.peerWroteSince(hash, readMs > 0 ? readMs : this.now()) || times.localWrite(hash, this.now()))
-        ) {
+        if (times?.peerWroteSince(hash, readMs > 0 ? readMs : this.now()))
           return this.fillSkip('peer_write', true);
-        }
+        // The fill counts as our write: a peer write landing within the window deletes it again.
+        times?.localWrite(key, hash, this.now());
         const job = makeJob('fill', key, -1, {
           value,
           flags,

@@ -27,9 +27,17 @@
  *    lands within the window after a fill deletes k on the target (rule 1,
  *    the fill counting as a local write).
  *
+ * A conflict fires once per local write: our delete lands on the peer's
+ * source as a peer write, and the peer's delete on ours, and neither may start
+ * another round (the two mirrors would delete the key back and forth until the
+ * window passed). After a conflict, no write from either side can make the
+ * pools differ again until this side writes the key anew.
+ *
  * Times live in two fixed tables indexed by two hashes of the key, each slot
  * holding the latest time of any key that maps there: a collision can only
  * make a time look later, so it can only add a delete, never miss a conflict.
+ * The keys already resolved are held exactly, for one window, in a bounded
+ * map; when it is full a key is not marked resolved (more deletes, never fewer).
  */
 import { mix32 } from './key-hash.js';
 import { MemshiftError } from '../protocol/errors.js';
@@ -88,6 +96,8 @@ export interface TwoWayOptions {
   readonly conflictWindowMs?: number;
   /** Slots per time table (default 2^18, 8 bytes each, two tables). */
   readonly slots?: number;
+  /** Keys remembered as resolved within the window, at most (default 100,000). */
+  readonly maxResolved?: number;
 }
 
 export const DEFAULT_CONFLICT_WINDOW_MS = 5000;
@@ -98,8 +108,12 @@ export class WriteTimes {
   private readonly local: Float64Array;
   private readonly peer: Float64Array;
   private readonly mask: number;
+  /** Key (latin1) → the local write time a conflict already answered; oldest first. */
+  private readonly resolved = new Map<string, number>();
+  private readonly maxResolved: number;
 
   constructor(options: TwoWayOptions) {
+    this.maxResolved = options.maxResolved ?? 100_000;
     this.windowMs = options.conflictWindowMs ?? DEFAULT_CONFLICT_WINDOW_MS;
     let n = 16;
     while (n < (options.slots ?? 1 << 18) && n < 1 << 24) n *= 2;
@@ -109,15 +123,36 @@ export class WriteTimes {
   }
 
   /** Records a write replayed from this side at `ms`; true if the peer wrote the key within the window. */
-  localWrite(hash: number, ms: number): boolean {
+  localWrite(key: Buffer, hash: number, ms: number): boolean {
     this.record(this.local, hash, ms);
-    return this.latest(this.peer, hash) >= ms - this.windowMs;
+    if (this.latest(this.peer, hash) < ms - this.windowMs) return false;
+    return this.resolve(key, this.latest(this.local, hash), ms);
   }
 
-  /** Records a peer write landing on our source at `ms`; true if we wrote the key within the window. */
-  peerWrite(hash: number, ms: number): boolean {
+  /**
+   * Records a peer write landing on our source at `ms`; true if we wrote the
+   * key within the window and no conflict has answered that write yet.
+   */
+  peerWrite(key: Buffer, hash: number, ms: number): boolean {
     this.record(this.peer, hash, ms);
-    return this.latest(this.local, hash) >= ms - this.windowMs;
+    const local = this.latest(this.local, hash);
+    if (local < ms - this.windowMs) return false;
+    return this.resolve(key, local, ms);
+  }
+
+  /** True (a conflict to act on) unless one already answered the local write at `local`. */
+  private resolve(key: Buffer, local: number, ms: number): boolean {
+    const text = key.toString('latin1');
+    const done = this.resolved.get(text);
+    if (done !== undefined && done >= local) return false;
+    // Entries older than a window can no longer suppress anything that matters.
+    for (const [oldKey, time] of this.resolved) {
+      if (time >= ms - 2 * this.windowMs && this.resolved.size < this.maxResolved) break;
+      this.resolved.delete(oldKey);
+    }
+    this.resolved.delete(text);
+    this.resolved.set(text, local);
+    return true;
   }
 
   /** Whether the peer wrote the key at or after `ms` minus the window. */
