@@ -47,13 +47,17 @@ describe('two-way write times', () => {
     assert.equal(times.peerWrite(Buffer.from('k7'), 7, 10_500), true);
     // Answered once: the deletes both sides send then land as peer writes and start nothing more.
     assert.equal(times.peerWrite(Buffer.from('k7'), 7, 10_600), false);
-    assert.equal(times.localWrite(Buffer.from('k7'), 7, 10_700), true, 'a new local write is a new conflict');
+    assert.equal(times.localWrite(Buffer.from('k7'), 7, 10_700), false);
+    assert.equal(times.peerWrite(Buffer.from('k7'), 7, 10_800), true, 'a new local write is a new conflict');
     assert.equal(times.peerWrite(Buffer.from('k8'), 8, 20_000), false);
     assert.equal(
       times.localWrite(Buffer.from('k8'), 8, 19_800),
       true,
       'peer write seen first, local write captured earlier',
     );
+    // A peer write that landed before ours is older: our replay carries the newer value over.
+    assert.equal(times.peerWrite(Buffer.from('k6'), 6, 40_000), false);
+    assert.equal(times.localWrite(Buffer.from('k6'), 6, 40_200), false);
     assert.equal(times.peerWrite(Buffer.from('k9'), 9, 30_000), false);
     assert.equal(times.localWrite(Buffer.from('k9'), 9, 31_001), false);
     assert.equal(times.peerWroteSince(9, 30_900), true);

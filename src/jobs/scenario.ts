@@ -13,12 +13,22 @@
  * - mirror+backfill: the same, with the existing keys copied during the window;
  * - proxy-shadow: the application talks to `memshift proxy` (old pool answers,
  *   new pool shadowed) for the window, then to the new pool.
+ *
+ * The switch is instant (every application host at once) or rolling (hosts
+ * one by one over `switchSeconds`, as a deploy does), optionally followed by a
+ * rollback (every host back to the old pool). The mirror strategies run
+ * memshift's two-way mirror from the moment the switch begins: old → new goes
+ * on, new → old starts, so both pools stay current and a rollback finds the old
+ * pool warm and correct. Every hit is checked against the application's
+ * database (stale hits, by phase), and at the end every key of both pools is
+ * (stale values left).
  */
 import type { MemcachedServer } from './local-memcached.js';
 import { startMemcached } from './local-memcached.js';
 import { PoolClient } from '../net/pool-client.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
-import { MirrorJob } from './mirror.js';
+import { MirrorJob, type MirrorOptions } from './mirror.js';
+import { parsePortRange } from '../replay/two-way.js';
 import { Proxy } from './proxy.js';
 import { runVerify } from './verify.js';
 import { Application, DEFAULT_WORKLOAD, wouldHitRatio, type WorkloadOptions } from './workload.js';
@@ -47,7 +57,17 @@ export interface ScenarioOptions {
   readonly strategies: readonly Strategy[];
   /** Capture interface for the mirror strategies. */
   readonly interface: string;
+  /** Application hosts (independent clients). */
+  readonly hosts: number;
+  /** `instant`: every host switches at once; `rolling`: one by one over `switchSeconds`. */
+  readonly switchMode: 'instant' | 'rolling';
+  readonly switchSeconds: number;
+  /** Seconds measured after switching every host back to the old pool; 0: no rollback. */
+  readonly rollbackSeconds: number;
 }
+
+/** The local ports the scenario's two-way mirrors bind (outside Linux's default ephemeral range). */
+const TWO_WAY_PORTS = parsePortRange('20600-20799');
 
 export const DEFAULT_SCENARIO: ScenarioOptions = Object.freeze({
   oldServers: 2,
@@ -59,7 +79,27 @@ export const DEFAULT_SCENARIO: ScenarioOptions = Object.freeze({
   afterSeconds: 10,
   strategies: STRATEGIES,
   interface: 'lo',
+  hosts: 10,
+  switchMode: 'instant',
+  switchSeconds: 5,
+  rollbackSeconds: 0,
 });
+
+/** Stale hits by phase: before the switch began, while hosts were switching, after, after the rollback. */
+export interface StaleHits {
+  readonly before: number;
+  readonly during: number;
+  readonly after: number;
+  readonly rollback: number;
+}
+
+export interface RollbackResult {
+  /** Per second after every host went back to the old pool. */
+  readonly after: number[];
+  readonly firstSecond: number;
+  /** The hit ratio the old pool would give at the moment of rollback. */
+  readonly start: number;
+}
 
 export interface StrategyResult {
   readonly strategy: Strategy;
@@ -67,8 +107,10 @@ export interface StrategyResult {
   readonly servers: string[];
   /** Hit ratio over the warm-up's last seconds, on the old pool. */
   readonly before: number;
-  /** Per second after cut-over. */
+  /** Per second after cut-over (after the last host switched, for a rolling switch). */
   readonly after: number[];
+  /** Per second while hosts were switching (rolling switch only). */
+  readonly switching: number[];
   /** Per second of the window: the hit ratio the new pool would give (mirror strategies), or the application's. */
   readonly window: number[];
   /** The hit ratio the new pool gives at the moment of cut-over (sampled by popularity, before any miss refills it). */
@@ -84,6 +126,14 @@ export interface StrategyResult {
   readonly bytesCopied: number;
   /** What `memshift verify` said just before cut-over: key coverage and recently-used coverage. */
   readonly verify: { readonly coverage: number; readonly recentCoverage: number } | undefined;
+  readonly staleHits: StaleHits;
+  /** Hits checked (reads that hit), by the same phases, so stale hits read as a share. */
+  readonly hits: StaleHits;
+  /** Values left at the end that are not the database's current version, checked key by key. */
+  readonly staleValues: { readonly old: number; readonly new: number };
+  readonly rollback: RollbackResult | undefined;
+  /** Two-way mirroring: keys deleted on a pool because both sides wrote them within the window. */
+  readonly conflicts: number;
 }
 
 export interface ScenarioReport {
@@ -91,8 +141,10 @@ export interface ScenarioReport {
   readonly results: StrategyResult[];
 }
 
+export type ScenarioPhase = 'warm-up' | 'window' | 'switching' | 'after' | 'rollback';
+
 export interface ScenarioEvents {
-  onPhase?(strategy: Strategy, phase: 'warm-up' | 'window' | 'after', second: number, hitRatio: number): void;
+  onPhase?(strategy: Strategy, phase: ScenarioPhase, second: number, hitRatio: number): void;
   onResult?(result: StrategyResult): void;
 }
 
@@ -123,20 +175,29 @@ async function runStrategy(
 ): Promise<StrategyResult> {
   const servers: MemcachedServer[] = [];
   const clients: PoolClient[] = [];
-  let mirror: MirrorJob | undefined;
+  const mirrors: MirrorJob[] = [];
   let proxy: Proxy | undefined;
   let app: Application | undefined;
+  const client = (pool: Pool, connections = 1): PoolClient => {
+    const c = new PoolClient(pool, { connections });
+    clients.push(c);
+    return c;
+  };
   try {
     for (let i = 0; i < options.oldServers + options.newServers; i++) servers.push(await startMemcached());
     const oldServers = servers.slice(0, options.oldServers);
     const newServers = servers.slice(options.oldServers);
     const oldPool = poolOf('old', oldServers, options.hash);
     const newPool = poolOf('new', newServers, options.hash);
-    const oldClient = new PoolClient(oldPool, { connections: 2 });
-    const newClient = new PoolClient(newPool, { connections: 2 });
-    clients.push(oldClient, newClient);
-    app = new Application(oldClient, options.workload);
+    const oldClient = client(oldPool, 2);
+    const newClient = client(newPool, 2);
+    // Each application host has clients of its own, to either pool.
+    const hosts = Math.max(1, options.hosts);
+    const oldHosts = Array.from({ length: hosts }, () => client(oldPool));
+    const newHosts = Array.from({ length: hosts }, () => client(newPool));
+    app = new Application(oldHosts, options.workload);
     await preload(app, oldClient);
+    const mirrored = strategy === 'mirror' || strategy === 'mirror+backfill';
 
     // Warm-up on the old pool: the level the migration should keep.
     app.start();
@@ -154,31 +215,20 @@ async function runStrategy(
 
     // The migration window.
     const window: number[] = [];
-    if (strategy === 'mirror' || strategy === 'mirror+backfill') {
-      mirror = new MirrorJob({
+    if (mirrored) {
+      const forward = new MirrorJob({
+        ...mirrorOptions(options),
         routes: oldPool.servers.map((s) => ({ sourcePort: s.port, target: newPool, mapped: false })),
-        sourceHost: '127.0.0.1',
-        interface: options.interface,
-        excludeClients: [],
-        drainMs: 5000,
         backfill: strategy === 'mirror+backfill' ? {} : undefined,
-        replay: {
-          fill: true,
-          fillWindowMs: 60_000,
-          fillRatePerSecond: 20_000,
-          includeReads: false,
-          flush: 'skip',
-          maxQueuedPerServer: 100_000,
-          maxRememberedKeys: 100_000,
-        },
       });
-      await mirror.start();
+      mirrors.push(forward);
+      await forward.start();
       for (let s = 1; s <= options.windowSeconds; s++) {
         await sleep(1000);
         window.push(await wouldHitRatio(app, newClient, 500));
         events.onPhase?.(strategy, 'window', s, window[window.length - 1] as number);
       }
-      if (strategy === 'mirror+backfill') await waitForBackfill(mirror, 60_000);
+      if (strategy === 'mirror+backfill') await waitForBackfill(forward, 60_000);
     } else if (strategy === 'proxy-shadow') {
       proxy = new Proxy({
         mode: 'shadow',
@@ -187,11 +237,7 @@ async function runStrategy(
         listen: { host: '127.0.0.1', port: 0 },
       });
       const { port } = await proxy.start();
-      const viaProxy = new PoolClient(parsePoolSpec(`127.0.0.1:${port}`, options.hash, { name: 'proxy' }), {
-        connections: 2,
-      });
-      clients.push(viaProxy);
-      app.switchTo(viaProxy);
+      app.switchTo(client(parsePoolSpec(`127.0.0.1:${port}`, options.hash, { name: 'proxy' }), 2));
       for (let s = 1; s <= options.windowSeconds; s++) {
         await sleep(1000);
         window.push(await wouldHitRatio(app, newClient, 500));
@@ -200,11 +246,9 @@ async function runStrategy(
     } else if (strategy === 'instance-by-instance') {
       const steps = stepPools(oldPool, newPool, options.hash);
       const perStep = Math.max(1, Math.floor(options.windowSeconds / steps.length));
-      for (const [i, servers] of steps.entries()) {
+      for (const [i, stepPool] of steps.entries()) {
         if (i === steps.length - 1) break; // the last step is the cut-over itself
-        const stepClient = new PoolClient(servers, { connections: 2 });
-        clients.push(stepClient);
-        app.switchTo(stepClient);
+        app.switchTo(client(stepPool, 2));
         for (let s = 0; s < perStep; s++) {
           const then = { ...app.counters };
           await sleep(1000);
@@ -222,50 +266,151 @@ async function runStrategy(
             (r) => ({ coverage: r.keys.coverage, recentCoverage: r.recent.coverage }),
             () => undefined,
           );
-    // Cut-over: the application now uses the new pool; mirroring is stopped once it has switched.
+    // Both pools are about to be written: memshift mirrors new → old too, from now to the end.
+    if (mirrored) {
+      const reverse = new MirrorJob({
+        ...mirrorOptions(options),
+        routes: newPool.servers.map((s) => ({ sourcePort: s.port, target: oldPool, mapped: false })),
+      });
+      mirrors.push(reverse);
+      await reverse.start();
+    }
     const start = await wouldHitRatio(app, newClient, 1000);
-    app.switchTo(newClient);
+    const atSwitch = { ...app.counters };
+    const switching: number[] = [];
+    if (options.switchMode === 'rolling') {
+      // Host i moves at i/hosts of the window; the ratio is taken each second meanwhile.
+      const began = Date.now();
+      const windowMs = options.switchSeconds * 1000;
+      let moved = 0;
+      let second = began + 1000;
+      mark = atSwitch;
+      while (moved < hosts || Date.now() < began + windowMs) {
+        const due = moved < hosts ? began + (moved * windowMs) / hosts : Infinity;
+        await sleep(Math.max(0, Math.min(due, second) - Date.now()));
+        if (moved < hosts && Date.now() >= due) {
+          app.switchHost(moved, newHosts[moved] as PoolClient);
+          moved++;
+        }
+        if (Date.now() >= second) {
+          const now = { ...app.counters };
+          switching.push(hitRatio(now, mark));
+          mark = now;
+          second += 1000;
+          events.onPhase?.(
+            strategy,
+            'switching',
+            switching.length,
+            switching[switching.length - 1] as number,
+          );
+        }
+      }
+    } else {
+      app.switchTo(newHosts);
+    }
     const atCutOver = { ...app.counters };
-    const stopping = mirror?.stop();
-    mirror = undefined;
+    // One-way strategies stop their helpers once the application has moved.
     const proxyStopping = proxy?.stop();
     proxy = undefined;
-    const after: number[] = [];
-    mark = atCutOver;
-    for (let s = 1; s <= options.afterSeconds; s++) {
-      await sleep(1000);
-      const now = { ...app.counters };
-      after.push(hitRatio(now, mark));
-      mark = now;
-      events.onPhase?.(strategy, 'after', s, after[after.length - 1] as number);
+    const after = await measure(app, options.afterSeconds, (s, r) =>
+      events.onPhase?.(strategy, 'after', s, r),
+    );
+    const atRollback = { ...app.counters };
+    let rollback: RollbackResult | undefined;
+    if (options.rollbackSeconds > 0) {
+      const rollbackStart = await wouldHitRatio(app, oldClient, 1000);
+      app.switchTo(oldHosts);
+      const back = await measure(app, options.rollbackSeconds, (s, r) =>
+        events.onPhase?.(strategy, 'rollback', s, r),
+      );
+      rollback = { after: back, firstSecond: back[0] ?? 0, start: rollbackStart };
     }
     await app.stop();
-    const summary = await stopping;
+    const end = { ...app.counters };
+    const summaries = await Promise.all(mirrors.splice(0).map((m) => m.stop()));
     await proxyStopping;
-    const bytesCopied = (summary?.backfill ?? []).reduce((n, b) => n + (b.report?.bytes ?? 0), 0);
-    const end = app.counters;
+    const bytesCopied = (summaries[0]?.backfill ?? []).reduce((n, b) => n + (b.report?.bytes ?? 0), 0);
+    const conflicts = summaries.reduce(
+      (n, s) => n + s.routes.reduce((m, r) => m + r.replay.peer.conflicts, 0),
+      0,
+    );
+    const [staleOld, staleNew] = await Promise.all([app.staleValues(oldClient), app.staleValues(newClient)]);
     const recovered = after.findIndex((r) => r >= before * 0.99);
+    const phase = (name: 'staleHits' | 'hits'): StaleHits => ({
+      before: atSwitch[name],
+      during: atCutOver[name] - atSwitch[name],
+      after: atRollback[name] - atCutOver[name],
+      rollback: end[name] - atRollback[name],
+    });
     return {
       strategy,
       servers: servers.map((server) => server.address),
       before,
       after,
+      switching,
       window,
       start,
       firstSecond: after[0] ?? 0,
-      firstMinute: hitRatio(end, atCutOver),
+      firstMinute: hitRatio(atRollback, atCutOver),
       recoverySeconds: recovered < 0 ? undefined : recovered + 1,
-      databaseReads: end.databaseReads - atCutOver.databaseReads,
+      databaseReads: atRollback.databaseReads - atCutOver.databaseReads,
       bytesCopied,
       verify,
+      staleHits: phase('staleHits'),
+      hits: phase('hits'),
+      staleValues: { old: staleOld.stale, new: staleNew.stale },
+      rollback,
+      conflicts,
     };
   } finally {
     await app?.stop();
-    await mirror?.stop().catch(() => undefined);
+    await Promise.all(mirrors.map((m) => m.stop().catch(() => undefined)));
     await proxy?.stop().catch(() => undefined);
     for (const c of clients) c.destroy();
     await Promise.all(servers.map((s) => s.stop()));
   }
+}
+
+/** The application's hit ratio each second for `seconds`. */
+async function measure(
+  app: Application,
+  seconds: number,
+  onSecond: (second: number, ratio: number) => void,
+): Promise<number[]> {
+  const out: number[] = [];
+  let mark = { ...app.counters };
+  for (let s = 1; s <= seconds; s++) {
+    await sleep(1000);
+    const now = { ...app.counters };
+    out.push(hitRatio(now, mark));
+    mark = now;
+    onSecond(s, out[out.length - 1] as number);
+  }
+  return out;
+}
+
+/** One side of the scenario's two-way mirror (the routes are the caller's). */
+function mirrorOptions(options: ScenarioOptions): Omit<MirrorOptions, 'routes'> {
+  return {
+    sourceHost: '127.0.0.1',
+    interface: options.interface,
+    // Packets delivered at once: the lag between the pools (and so the window in which a host on
+    // one side reads what the other side already changed) is milliseconds, not up to a second.
+    immediate: true,
+    excludeClients: [],
+    drainMs: 5000,
+    // With immediate capture both mirrors lag by milliseconds: crossing writes land well within this.
+    twoWay: { ports: TWO_WAY_PORTS, conflictWindowMs: 500 },
+    replay: {
+      fill: true,
+      fillWindowMs: 60_000,
+      fillRatePerSecond: 20_000,
+      includeReads: false,
+      flush: 'skip',
+      maxQueuedPerServer: 100_000,
+      maxRememberedKeys: 100_000,
+    },
+  };
 }
 
 /** Every key written once, as a cache that has been serving for a while would hold them. */

@@ -16,11 +16,14 @@
  * 1. Crossing writes. A write to key k on side A (captured at tA) is
  *    replayed to B; a write to k on B (tB) is replayed to A. When each
  *    replay lands after the other side's own write, A ends with B's value
- *    and B with A's. Each side sees its local write and the peer's write to k
- *    on its source within the lag of the two mirrors: whenever the two fall
- *    within the conflict window of each other, the key is deleted on the
+ *    and B with A's. Each side then sees the peer's write to k land on its
+ *    source after its own local write, within the lag of the two mirrors:
+ *    a peer write landing from just before (ORDER_SLACK_MS, for servers that
+ *    apply two connections' writes in another order than the capture saw)
+ *    to the conflict window after a local write deletes the key on the
  *    target. Both sides see the crossing, so both pools lose k: a miss, never
- *    a wrong value.
+ *    a wrong value. A peer write that landed earlier than that is older than
+ *    ours: our replay carries the newer value to the peer, nothing to do.
  * 2. Fill on read. A hit read on A may be a value B has since deleted or
  *    replaced (the peer's replay has not landed on A yet). A fill is not
  *    queued when the peer wrote k within the window, and a peer write that
@@ -101,6 +104,8 @@ export interface TwoWayOptions {
 }
 
 export const DEFAULT_CONFLICT_WINDOW_MS = 5000;
+/** How much earlier than a local write a peer write may be captured and still have landed after it. */
+export const ORDER_SLACK_MS = 50;
 
 /** The latest local and peer write time of every key, within bounded memory. */
 export class WriteTimes {
@@ -122,10 +127,10 @@ export class WriteTimes {
     this.mask = n - 1;
   }
 
-  /** Records a write replayed from this side at `ms`; true if the peer wrote the key within the window. */
+  /** Records a write replayed from this side at `ms`; true if a peer write to the key landed after it. */
   localWrite(key: Buffer, hash: number, ms: number): boolean {
     this.record(this.local, hash, ms);
-    if (this.latest(this.peer, hash) < ms - this.windowMs) return false;
+    if (this.latest(this.peer, hash) < ms - Math.min(ORDER_SLACK_MS, this.windowMs)) return false;
     return this.resolve(key, this.latest(this.local, hash), ms);
   }
 
