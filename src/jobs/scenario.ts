@@ -74,7 +74,7 @@ export const DEFAULT_SCENARIO: ScenarioOptions = Object.freeze({
   newServers: 3,
   hash: 'libmemcached-ketama',
   workload: { ...DEFAULT_WORKLOAD, keys: 20_000, rate: 3000 },
-  warmupSeconds: 4,
+  warmupSeconds: 3,
   windowSeconds: 6,
   afterSeconds: 10,
   strategies: STRATEGIES,
@@ -111,6 +111,8 @@ export interface StrategyResult {
   readonly after: number[];
   /** Per second while hosts were switching (rolling switch only). */
   readonly switching: number[];
+  /** Stale hits each second from the start of the switch on: switching, after, rollback. */
+  readonly staleBySecond: number[];
   /** Per second of the window: the hit ratio the new pool would give (mirror strategies), or the application's. */
   readonly window: number[];
   /** The hit ratio the new pool gives at the moment of cut-over (sampled by popularity, before any miss refills it). */
@@ -278,6 +280,7 @@ async function runStrategy(
     const start = await wouldHitRatio(app, newClient, 1000);
     const atSwitch = { ...app.counters };
     const switching: number[] = [];
+    const staleBySecond: number[] = [];
     if (options.switchMode === 'rolling') {
       // Host i moves at i/hosts of the window; the ratio is taken each second meanwhile.
       const began = Date.now();
@@ -295,6 +298,7 @@ async function runStrategy(
         if (Date.now() >= second) {
           const now = { ...app.counters };
           switching.push(hitRatio(now, mark));
+          staleBySecond.push(now.staleHits - mark.staleHits);
           mark = now;
           second += 1000;
           events.onPhase?.(
@@ -312,7 +316,7 @@ async function runStrategy(
     // One-way strategies stop their helpers once the application has moved.
     const proxyStopping = proxy?.stop();
     proxy = undefined;
-    const after = await measure(app, options.afterSeconds, (s, r) =>
+    const after = await measure(app, options.afterSeconds, staleBySecond, (s, r) =>
       events.onPhase?.(strategy, 'after', s, r),
     );
     const atRollback = { ...app.counters };
@@ -320,7 +324,7 @@ async function runStrategy(
     if (options.rollbackSeconds > 0) {
       const rollbackStart = await wouldHitRatio(app, oldClient, 1000);
       app.switchTo(oldHosts);
-      const back = await measure(app, options.rollbackSeconds, (s, r) =>
+      const back = await measure(app, options.rollbackSeconds, staleBySecond, (s, r) =>
         events.onPhase?.(strategy, 'rollback', s, r),
       );
       rollback = { after: back, firstSecond: back[0] ?? 0, start: rollbackStart };
@@ -348,6 +352,7 @@ async function runStrategy(
       before,
       after,
       switching,
+      staleBySecond,
       window,
       start,
       firstSecond: after[0] ?? 0,
@@ -371,10 +376,11 @@ async function runStrategy(
   }
 }
 
-/** The application's hit ratio each second for `seconds`. */
+/** The application's hit ratio each second for `seconds`; its stale hits each second go to `stale`. */
 async function measure(
   app: Application,
   seconds: number,
+  stale: number[],
   onSecond: (second: number, ratio: number) => void,
 ): Promise<number[]> {
   const out: number[] = [];
@@ -383,6 +389,7 @@ async function measure(
     await sleep(1000);
     const now = { ...app.counters };
     out.push(hitRatio(now, mark));
+    stale.push(now.staleHits - mark.staleHits);
     mark = now;
     onSecond(s, out[out.length - 1] as number);
   }
@@ -399,7 +406,8 @@ function mirrorOptions(options: ScenarioOptions): Omit<MirrorOptions, 'routes'> 
     immediate: true,
     excludeClients: [],
     drainMs: 5000,
-    // With immediate capture both mirrors lag by milliseconds: crossing writes land well within this.
+    // With immediate capture the mirrors lag by milliseconds on an idle machine; the window widens
+    // by itself to three times the lag measured when they fall behind.
     twoWay: { ports: TWO_WAY_PORTS, conflictWindowMs: 500 },
     replay: {
       fill: true,

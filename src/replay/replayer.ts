@@ -585,7 +585,10 @@ export class Replayer implements KeyFreshness {
       case 'ok':
       case 'not_stored':
         this.c.applied++;
-        if (job.capturedMs >= 0) this.lagHistogram.record(Date.now() - job.capturedMs);
+        if (job.capturedMs >= 0) {
+          this.lagHistogram.record(Date.now() - job.capturedMs);
+          this.writeTimes?.observeLag(Date.now() - job.capturedMs);
+        }
         return;
       case 'diverged':
         this.c.diverged++;

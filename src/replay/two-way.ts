@@ -36,6 +36,11 @@
  * window passed). After a conflict, no write from either side can make the
  * pools differ again until this side writes the key anew.
  *
+ * The window must cover both mirrors' lag (capture to the write landing on
+ * the other side): it widens by itself to three times the longest lag this
+ * side has measured, so a mirror that falls behind deletes more, never
+ * leaves a crossing in place.
+ *
  * Times live in two fixed tables indexed by two hashes of the key, each slot
  * holding the latest time of any key that maps there: a collision can only
  * make a time look later, so it can only add a delete, never miss a conflict.
@@ -109,7 +114,9 @@ export const ORDER_SLACK_MS = 50;
 
 /** The latest local and peer write time of every key, within bounded memory. */
 export class WriteTimes {
-  readonly windowMs: number;
+  /** The configured window; `windowMs` is this or more when the mirrors lag. */
+  readonly configuredMs: number;
+  private lagWindowMs = 0;
   private readonly local: Float64Array;
   private readonly peer: Float64Array;
   private readonly mask: number;
@@ -119,12 +126,22 @@ export class WriteTimes {
 
   constructor(options: TwoWayOptions) {
     this.maxResolved = options.maxResolved ?? 100_000;
-    this.windowMs = options.conflictWindowMs ?? DEFAULT_CONFLICT_WINDOW_MS;
+    this.configuredMs = options.conflictWindowMs ?? DEFAULT_CONFLICT_WINDOW_MS;
     let n = 16;
     while (n < (options.slots ?? 1 << 18) && n < 1 << 24) n *= 2;
     this.local = new Float64Array(n).fill(-Infinity);
     this.peer = new Float64Array(n).fill(-Infinity);
     this.mask = n - 1;
+  }
+
+  /** The window in force: the configured one, or three times the longest lag measured. */
+  get windowMs(): number {
+    return Math.max(this.configuredMs, this.lagWindowMs);
+  }
+
+  /** A write of ours landed on the target `ms` after its capture. */
+  observeLag(ms: number): void {
+    if (3 * ms > this.lagWindowMs) this.lagWindowMs = 3 * ms;
   }
 
   /** Records a write replayed from this side at `ms`; true if a peer write to the key landed after it. */
