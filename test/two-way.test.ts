@@ -6,12 +6,14 @@
  * deleted or replaced, and crossing writes must not leave the pools different.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { MemcachedClient } from '../src/net/client.js';
 import type { Operation } from '../src/ops/operation.js';
 import { Replayer } from '../src/replay/replayer.js';
 import { parsePortRange, PortAllocator, WriteTimes } from '../src/replay/two-way.js';
 import { parsePoolSpec } from '../src/topology/pool.js';
+import { memshift } from './support/cli.js';
 import { startMemcached, type MemcachedServer } from './support/memcached.js';
 
 const PORTS = parsePortRange('20400-20499');
@@ -69,6 +71,31 @@ describe('two-way write times', () => {
     assert.deepEqual([ports.take(), ports.take(), ports.take(), ports.take()], [30000, 30001, 30002, 30000]);
     for (const bad of ['80-90', '3000', '5000-4000', '1024-70000', 'a-b']) {
       assert.throws(() => parsePortRange(bad), /port range must be LOW-HIGH/);
+    }
+  });
+});
+
+describe('mirror --two-way-ports (command line)', () => {
+  it('refuses a malformed range, and one inside the ephemeral ports, with one line', () => {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    const inside = `${low}-${Number(low) + 10}`;
+    for (const [range, message] of [
+      ['80-90', /port range must be LOW-HIGH between 1024 and 65535/],
+      [inside, new RegExp(`overlaps this host's ephemeral ports \\(${low}-${high}`)],
+    ] as const) {
+      const run = memshift([
+        'mirror',
+        '--port',
+        '11211',
+        '--to',
+        '127.0.0.1:11211',
+        '--two-way-ports',
+        range,
+      ]);
+      assert.notEqual(run.status, 0);
+      assert.match(run.stderr, /^memshift: error: --two-way-ports/);
+      assert.match(run.stderr, message);
+      assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
     }
   });
 });
