@@ -93,7 +93,7 @@ describe('mirror --two-way-ports (command line)', () => {
         range,
       ]);
       assert.notEqual(run.status, 0);
-      assert.match(run.stderr, /^memshift: error: --two-way-ports/);
+      assert.match(run.stderr, /^memshift: --two-way-ports/);
       assert.match(run.stderr, message);
       assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
     }
