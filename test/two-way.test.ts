@@ -207,6 +207,7 @@ describe('two-way replay against real memcached (events ordered by hand)', () =>
       const now = Date.now();
       // B's own write landed on B; its replay reaches A 30 ms after A's own write.
       await onB.set(key, 'b-value');
+      await onA.set(key, 'b-value'); // B's replay landed on A after A's own write
       const mine = set(key, 'a-value', now);
       const peers = set(key, 'b-value', now + 30);
       if (peerFirst) {
@@ -218,6 +219,7 @@ describe('two-way replay against real memcached (events ordered by hand)', () =>
       }
       await settle(replayer);
       assert.equal(await onBValue(key), undefined, `peer seen first: ${peerFirst}`);
+      assert.equal(await onA.get(key), undefined, 'A holds the peer value: deleted there too');
       assert.equal(replayer.counters.peer.conflicts, 1);
       await replayer.close();
     }

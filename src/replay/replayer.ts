@@ -244,7 +244,8 @@ export class Replayer implements KeyFreshness {
         open,
       };
     });
-    if (options.source !== undefined && this.fillOn) {
+    // The source is asked for fills' TTLs, and two-way deletes a conflicting key there.
+    if (options.source !== undefined && (this.fillOn || options.twoWay !== undefined)) {
       this.source = new MemcachedClient(options.source, {
         connections: 1,
         maxPending: MAX_LOOKUPS,
@@ -464,12 +465,28 @@ export class Replayer implements KeyFreshness {
     if (this.writeTimes?.peerWrite(op.key, hash, ms)) this.conflict(op.key, hash);
   }
 
-  /** Both sides wrote the key within the window: it goes from the target (the peer deletes it from ours). */
+  /**
+   * Both sides wrote the key within the window: it goes from the target and
+   * from our source (which now holds the peer's value). The peer sees the
+   * crossing too and does the same, but its window follows its own lag, which
+   * may be shorter than ours: each side cleans both pools. The source delete
+   * comes from memshift's own connection, left out of our capture.
+   */
   private conflict(key: Buffer, hash: number): void {
     this.c.conflicts++;
     this.invalidatedFor('two_way_conflict');
     const conn = this.connectionFor(key, hash);
     if (!conn.offer(makeJob('delete', key, -1))) conn.remember(key);
+    if (this.source === undefined) return;
+    if (this.lookups >= MAX_LOOKUPS) return this.invalidatedFor('two_way_source_busy');
+    this.lookups++;
+    this.source.delete(key).then(
+      () => this.lookups--,
+      () => {
+        this.lookups--;
+        this.c.failed++;
+      },
+    );
   }
 
   private read(op: Operation, hash: number, capturedMs: number): boolean {
