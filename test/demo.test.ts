@@ -1,21 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { start } from './support/cli.js';
-
-/** memcached and tcpdump processes running now whose command line names one of these ports. */
-function processesOn(ports: string[]): string[] {
-  const ps = spawnSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
-  return ps.stdout
-    .split('\n')
-    .filter(
-      (line) =>
-        /\b(memcached|tcpdump)\b/.test(line) && ports.some((p) => new RegExp(`\\b${p}\\b`).test(line)),
-    );
-}
+import { processesOn } from './support/processes.js';
 
 interface Result {
   strategy: string;

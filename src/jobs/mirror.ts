@@ -31,6 +31,7 @@ import { MemshiftError } from '../protocol/errors.js';
 import { DEFAULT_QUEUE_BYTES, Replayer, type ReplayerOptions } from '../replay/replayer.js';
 import { ByteBudget } from '../ops/budget.js';
 import { CaptureLoss, type CaptureLossReport } from './capture-loss.js';
+import { inPortRange, type TwoWayOptions } from '../replay/two-way.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
 
 /**
@@ -114,6 +115,12 @@ export interface MirrorOptions {
   readonly maxPendingBytes?: number | undefined;
   /** Live events worth a line (a server whose limits could not be read, a target going down, ...). */
   readonly onWarning?: ((message: string) => void) | undefined;
+  /**
+   * One side of a two-way pair (src/replay/two-way.ts): target connections
+   * bind ports of `ports`; connections to the source from that range are the
+   * peer mirror's, observed and never replayed.
+   */
+  readonly twoWay?: TwoWayOptions | undefined;
 }
 
 /** The servers' limits memshift follows, as read at start. */
@@ -137,6 +144,8 @@ export interface MirrorSummary {
   readonly pendingBytes: { used: number; max: number };
   /** Flows of memshift's own connections to the source, left out. */
   readonly ownFlowsSkipped: number;
+  /** Two-way: flows of the peer mirror to the source (observed, never replayed). */
+  readonly peerFlows: number;
   readonly routes: { sourcePort: number; target: string; replay: ReturnType<Replayer['status']> }[];
   readonly backfill: BackfillState[] | undefined;
   readonly limits: MirrorLimits | undefined;
@@ -161,7 +170,9 @@ export class MirrorJob {
   private tcpdump: TcpdumpCapture | undefined;
   private readonly flowReplayer = new Map<number, Replayer>();
   private readonly ignoredFlows = new Set<number>();
+  private readonly peerFlowIds = new Set<number>();
   private ownFlowsSkipped = 0;
+  private peerFlows = 0;
   private started = 0;
   private finishedAt = 0;
   private stopRequested = false;
@@ -200,6 +211,7 @@ export class MirrorJob {
           ...(options.replay.onWarning === undefined && options.onWarning !== undefined
             ? { onWarning: options.onWarning }
             : {}),
+          ...(options.twoWay === undefined ? {} : { twoWay: options.twoWay }),
           // A recorded capture has no live source to ask for remaining TTLs: no fills then; and its
           // clock is the packets' own, so TTLs count down from the time of the packet reached.
           ...(options.pcapFile === undefined
@@ -270,6 +282,7 @@ export class MirrorJob {
       operations: { ...this.extractor.counters },
       pendingBytes: this.extractor.pendingBytes,
       ownFlowsSkipped: this.ownFlowsSkipped,
+      peerFlows: this.peerFlows,
       backfill: this.options.backfill ? this.backfills : undefined,
       limits: this.limits,
       routes: [...this.replayers].map(([port, replayer]) => ({
@@ -535,7 +548,9 @@ export class MirrorJob {
   }
 
   private onOperation(op: Operation): void {
-    this.flowReplayer.get(op.connection)?.apply(op);
+    const replayer = this.flowReplayer.get(op.connection);
+    if (this.peerFlowIds.has(op.connection)) replayer?.observePeer(op);
+    else replayer?.apply(op);
   }
 
   /** Routes flows to their replayer and leaves memshift's own connections to the source out. */
@@ -548,6 +563,17 @@ export class MirrorJob {
           this.ignoredFlows.add(flow.id);
           if (replayer) this.ownFlowsSkipped++;
           return;
+        }
+        if (this.options.twoWay !== undefined && inPortRange(this.options.twoWay.ports, flow.client.port)) {
+          if (this.options.pcapFile === undefined && !this.localAddresses.has(flow.server.address)) {
+            // Our own write to a target server that listens on a captured port number.
+            this.ignoredFlows.add(flow.id);
+            this.ownFlowsSkipped++;
+            return;
+          }
+          // The peer mirror writing to our source: parsed to learn its keys, never replayed (two-way.ts).
+          this.peerFlowIds.add(flow.id);
+          this.peerFlows++;
         }
         this.flowReplayer.set(flow.id, replayer);
         extractor.open(flow);
@@ -563,6 +589,7 @@ export class MirrorJob {
         if (this.ignoredFlows.delete(flow.id)) return;
         extractor.close(flow, reason);
         this.flowReplayer.delete(flow.id);
+        this.peerFlowIds.delete(flow.id);
       },
     };
   }

@@ -13,6 +13,15 @@
  * - mirror+backfill: the same, with the existing keys copied during the window;
  * - proxy-shadow: the application talks to `memshift proxy` (old pool answers,
  *   new pool shadowed) for the window, then to the new pool.
+ *
+ * The switch is instant (every application host at once) or rolling (hosts
+ * one by one over `switchSeconds`, as a deploy does), optionally followed by a
+ * rollback (every host back to the old pool). The mirror strategies run
+ * memshift's two-way mirror from the moment the switch begins: old → new goes
+ * on, new → old starts, so both pools stay current and a rollback finds the old
+ * pool warm and correct. Every hit is checked against the application's
+ * database (stale hits, by phase), and at the end every key of both pools is
+ * (stale values left).
  */
 import type { MemcachedServer } from './local-memcached.js';
 import { startMemcached } from './local-memcached.js';
@@ -22,6 +31,18 @@ import { MirrorJob } from './mirror.js';
 import { Proxy } from './proxy.js';
 import { runVerify } from './verify.js';
 import { Application, DEFAULT_WORKLOAD, wouldHitRatio, type WorkloadOptions } from './workload.js';
+import {
+  hitRatio,
+  measure,
+  mirrorOptions,
+  poolOf,
+  preload,
+  sleep,
+  stepPools,
+  waitForBackfill,
+} from './scenario-steps.js';
+
+export { stepPools } from './scenario-steps.js';
 
 export const STRATEGIES = [
   'big-bang',
@@ -47,6 +68,13 @@ export interface ScenarioOptions {
   readonly strategies: readonly Strategy[];
   /** Capture interface for the mirror strategies. */
   readonly interface: string;
+  /** Application hosts (independent clients). */
+  readonly hosts: number;
+  /** `instant`: every host switches at once; `rolling`: one by one over `switchSeconds`. */
+  readonly switchMode: 'instant' | 'rolling';
+  readonly switchSeconds: number;
+  /** Seconds measured after switching every host back to the old pool; 0: no rollback. */
+  readonly rollbackSeconds: number;
 }
 
 export const DEFAULT_SCENARIO: ScenarioOptions = Object.freeze({
@@ -54,12 +82,32 @@ export const DEFAULT_SCENARIO: ScenarioOptions = Object.freeze({
   newServers: 3,
   hash: 'libmemcached-ketama',
   workload: { ...DEFAULT_WORKLOAD, keys: 20_000, rate: 3000 },
-  warmupSeconds: 4,
+  warmupSeconds: 3,
   windowSeconds: 6,
   afterSeconds: 10,
   strategies: STRATEGIES,
   interface: 'lo',
+  hosts: 10,
+  switchMode: 'instant',
+  switchSeconds: 5,
+  rollbackSeconds: 0,
 });
+
+/** Stale hits by phase: before the switch began, while hosts were switching, after, after the rollback. */
+export interface StaleHits {
+  readonly before: number;
+  readonly during: number;
+  readonly after: number;
+  readonly rollback: number;
+}
+
+export interface RollbackResult {
+  /** Per second after every host went back to the old pool. */
+  readonly after: number[];
+  readonly firstSecond: number;
+  /** The hit ratio the old pool would give at the moment of rollback. */
+  readonly start: number;
+}
 
 export interface StrategyResult {
   readonly strategy: Strategy;
@@ -67,8 +115,12 @@ export interface StrategyResult {
   readonly servers: string[];
   /** Hit ratio over the warm-up's last seconds, on the old pool. */
   readonly before: number;
-  /** Per second after cut-over. */
+  /** Per second after cut-over (after the last host switched, for a rolling switch). */
   readonly after: number[];
+  /** Per second while hosts were switching (rolling switch only). */
+  readonly switching: number[];
+  /** Stale hits each second from the start of the switch on: switching, after, rollback. */
+  readonly staleBySecond: number[];
   /** Per second of the window: the hit ratio the new pool would give (mirror strategies), or the application's. */
   readonly window: number[];
   /** The hit ratio the new pool gives at the moment of cut-over (sampled by popularity, before any miss refills it). */
@@ -84,6 +136,14 @@ export interface StrategyResult {
   readonly bytesCopied: number;
   /** What `memshift verify` said just before cut-over: key coverage and recently-used coverage. */
   readonly verify: { readonly coverage: number; readonly recentCoverage: number } | undefined;
+  readonly staleHits: StaleHits;
+  /** Hits checked (reads that hit), by the same phases, so stale hits read as a share. */
+  readonly hits: StaleHits;
+  /** Values left at the end that are not the database's current version, checked key by key. */
+  readonly staleValues: { readonly old: number; readonly new: number };
+  readonly rollback: RollbackResult | undefined;
+  /** Two-way mirroring: keys deleted on a pool because both sides wrote them within the window. */
+  readonly conflicts: number;
 }
 
 export interface ScenarioReport {
@@ -91,8 +151,10 @@ export interface ScenarioReport {
   readonly results: StrategyResult[];
 }
 
+export type ScenarioPhase = 'warm-up' | 'window' | 'switching' | 'after' | 'rollback';
+
 export interface ScenarioEvents {
-  onPhase?(strategy: Strategy, phase: 'warm-up' | 'window' | 'after', second: number, hitRatio: number): void;
+  onPhase?(strategy: Strategy, phase: ScenarioPhase, second: number, hitRatio: number): void;
   onResult?(result: StrategyResult): void;
 }
 
@@ -110,12 +172,6 @@ export async function runScenario(
   return { options, results };
 }
 
-/** Hit ratio of the application's reads between two snapshots of its counters. */
-function hitRatio(now: Application['counters'], then: Application['counters']): number {
-  const reads = now.reads - then.reads;
-  return reads > 0 ? (now.hits - then.hits) / reads : 0;
-}
-
 async function runStrategy(
   strategy: Strategy,
   options: ScenarioOptions,
@@ -123,20 +179,29 @@ async function runStrategy(
 ): Promise<StrategyResult> {
   const servers: MemcachedServer[] = [];
   const clients: PoolClient[] = [];
-  let mirror: MirrorJob | undefined;
+  const mirrors: MirrorJob[] = [];
   let proxy: Proxy | undefined;
   let app: Application | undefined;
+  const client = (pool: Pool, connections = 1): PoolClient => {
+    const c = new PoolClient(pool, { connections });
+    clients.push(c);
+    return c;
+  };
   try {
     for (let i = 0; i < options.oldServers + options.newServers; i++) servers.push(await startMemcached());
     const oldServers = servers.slice(0, options.oldServers);
     const newServers = servers.slice(options.oldServers);
     const oldPool = poolOf('old', oldServers, options.hash);
     const newPool = poolOf('new', newServers, options.hash);
-    const oldClient = new PoolClient(oldPool, { connections: 2 });
-    const newClient = new PoolClient(newPool, { connections: 2 });
-    clients.push(oldClient, newClient);
-    app = new Application(oldClient, options.workload);
+    const oldClient = client(oldPool, 2);
+    const newClient = client(newPool, 2);
+    // Each application host has clients of its own, to either pool.
+    const hosts = Math.max(1, options.hosts);
+    const oldHosts = Array.from({ length: hosts }, () => client(oldPool));
+    const newHosts = Array.from({ length: hosts }, () => client(newPool));
+    app = new Application(oldHosts, options.workload);
     await preload(app, oldClient);
+    const mirrored = strategy === 'mirror' || strategy === 'mirror+backfill';
 
     // Warm-up on the old pool: the level the migration should keep.
     app.start();
@@ -154,31 +219,20 @@ async function runStrategy(
 
     // The migration window.
     const window: number[] = [];
-    if (strategy === 'mirror' || strategy === 'mirror+backfill') {
-      mirror = new MirrorJob({
+    if (mirrored) {
+      const forward = new MirrorJob({
+        ...mirrorOptions(options),
         routes: oldPool.servers.map((s) => ({ sourcePort: s.port, target: newPool, mapped: false })),
-        sourceHost: '127.0.0.1',
-        interface: options.interface,
-        excludeClients: [],
-        drainMs: 5000,
         backfill: strategy === 'mirror+backfill' ? {} : undefined,
-        replay: {
-          fill: true,
-          fillWindowMs: 60_000,
-          fillRatePerSecond: 20_000,
-          includeReads: false,
-          flush: 'skip',
-          maxQueuedPerServer: 100_000,
-          maxRememberedKeys: 100_000,
-        },
       });
-      await mirror.start();
+      mirrors.push(forward);
+      await forward.start();
       for (let s = 1; s <= options.windowSeconds; s++) {
         await sleep(1000);
         window.push(await wouldHitRatio(app, newClient, 500));
         events.onPhase?.(strategy, 'window', s, window[window.length - 1] as number);
       }
-      if (strategy === 'mirror+backfill') await waitForBackfill(mirror, 60_000);
+      if (strategy === 'mirror+backfill') await waitForBackfill(forward, 60_000);
     } else if (strategy === 'proxy-shadow') {
       proxy = new Proxy({
         mode: 'shadow',
@@ -187,11 +241,7 @@ async function runStrategy(
         listen: { host: '127.0.0.1', port: 0 },
       });
       const { port } = await proxy.start();
-      const viaProxy = new PoolClient(parsePoolSpec(`127.0.0.1:${port}`, options.hash, { name: 'proxy' }), {
-        connections: 2,
-      });
-      clients.push(viaProxy);
-      app.switchTo(viaProxy);
+      app.switchTo(client(parsePoolSpec(`127.0.0.1:${port}`, options.hash, { name: 'proxy' }), 2));
       for (let s = 1; s <= options.windowSeconds; s++) {
         await sleep(1000);
         window.push(await wouldHitRatio(app, newClient, 500));
@@ -200,11 +250,9 @@ async function runStrategy(
     } else if (strategy === 'instance-by-instance') {
       const steps = stepPools(oldPool, newPool, options.hash);
       const perStep = Math.max(1, Math.floor(options.windowSeconds / steps.length));
-      for (const [i, servers] of steps.entries()) {
+      for (const [i, stepPool] of steps.entries()) {
         if (i === steps.length - 1) break; // the last step is the cut-over itself
-        const stepClient = new PoolClient(servers, { connections: 2 });
-        clients.push(stepClient);
-        app.switchTo(stepClient);
+        app.switchTo(client(stepPool, 2));
         for (let s = 0; s < perStep; s++) {
           const then = { ...app.counters };
           await sleep(1000);
@@ -222,94 +270,110 @@ async function runStrategy(
             (r) => ({ coverage: r.keys.coverage, recentCoverage: r.recent.coverage }),
             () => undefined,
           );
-    // Cut-over: the application now uses the new pool; mirroring is stopped once it has switched.
+    // Both pools are about to be written: memshift mirrors new → old too, from now to the end.
+    if (mirrored) {
+      const reverse = new MirrorJob({
+        ...mirrorOptions(options),
+        routes: newPool.servers.map((s) => ({ sourcePort: s.port, target: oldPool, mapped: false })),
+      });
+      mirrors.push(reverse);
+      await reverse.start();
+    }
     const start = await wouldHitRatio(app, newClient, 1000);
-    app.switchTo(newClient);
+    const atSwitch = { ...app.counters };
+    const switching: number[] = [];
+    const staleBySecond: number[] = [];
+    if (options.switchMode === 'rolling') {
+      // Host i moves at i/hosts of the window; the ratio is taken each second meanwhile.
+      const began = Date.now();
+      const windowMs = options.switchSeconds * 1000;
+      let moved = 0;
+      let second = began + 1000;
+      mark = atSwitch;
+      while (moved < hosts || Date.now() < began + windowMs) {
+        const due = moved < hosts ? began + (moved * windowMs) / hosts : Infinity;
+        await sleep(Math.max(0, Math.min(due, second) - Date.now()));
+        if (moved < hosts && Date.now() >= due) {
+          app.switchHost(moved, newHosts[moved] as PoolClient);
+          moved++;
+        }
+        if (Date.now() >= second) {
+          const now = { ...app.counters };
+          switching.push(hitRatio(now, mark));
+          staleBySecond.push(now.staleHits - mark.staleHits);
+          mark = now;
+          second += 1000;
+          events.onPhase?.(
+            strategy,
+            'switching',
+            switching.length,
+            switching[switching.length - 1] as number,
+          );
+        }
+      }
+    } else {
+      app.switchTo(newHosts);
+    }
     const atCutOver = { ...app.counters };
-    const stopping = mirror?.stop();
-    mirror = undefined;
+    // One-way strategies stop their helpers once the application has moved.
     const proxyStopping = proxy?.stop();
     proxy = undefined;
-    const after: number[] = [];
-    mark = atCutOver;
-    for (let s = 1; s <= options.afterSeconds; s++) {
-      await sleep(1000);
-      const now = { ...app.counters };
-      after.push(hitRatio(now, mark));
-      mark = now;
-      events.onPhase?.(strategy, 'after', s, after[after.length - 1] as number);
+    const after = await measure(app, options.afterSeconds, staleBySecond, (s, r) =>
+      events.onPhase?.(strategy, 'after', s, r),
+    );
+    const atRollback = { ...app.counters };
+    let rollback: RollbackResult | undefined;
+    if (options.rollbackSeconds > 0) {
+      const rollbackStart = await wouldHitRatio(app, oldClient, 1000);
+      app.switchTo(oldHosts);
+      const back = await measure(app, options.rollbackSeconds, staleBySecond, (s, r) =>
+        events.onPhase?.(strategy, 'rollback', s, r),
+      );
+      rollback = { after: back, firstSecond: back[0] ?? 0, start: rollbackStart };
     }
     await app.stop();
-    const summary = await stopping;
+    const end = { ...app.counters };
+    const summaries = await Promise.all(mirrors.splice(0).map((m) => m.stop()));
     await proxyStopping;
-    const bytesCopied = (summary?.backfill ?? []).reduce((n, b) => n + (b.report?.bytes ?? 0), 0);
-    const end = app.counters;
+    const bytesCopied = (summaries[0]?.backfill ?? []).reduce((n, b) => n + (b.report?.bytes ?? 0), 0);
+    const conflicts = summaries.reduce(
+      (n, s) => n + s.routes.reduce((m, r) => m + r.replay.peer.conflicts, 0),
+      0,
+    );
+    const [staleOld, staleNew] = await Promise.all([app.staleValues(oldClient), app.staleValues(newClient)]);
     const recovered = after.findIndex((r) => r >= before * 0.99);
+    const phase = (name: 'staleHits' | 'hits'): StaleHits => ({
+      before: atSwitch[name],
+      during: atCutOver[name] - atSwitch[name],
+      after: atRollback[name] - atCutOver[name],
+      rollback: end[name] - atRollback[name],
+    });
     return {
       strategy,
       servers: servers.map((server) => server.address),
       before,
       after,
+      switching,
+      staleBySecond,
       window,
       start,
       firstSecond: after[0] ?? 0,
-      firstMinute: hitRatio(end, atCutOver),
+      firstMinute: hitRatio(atRollback, atCutOver),
       recoverySeconds: recovered < 0 ? undefined : recovered + 1,
-      databaseReads: end.databaseReads - atCutOver.databaseReads,
+      databaseReads: atRollback.databaseReads - atCutOver.databaseReads,
       bytesCopied,
       verify,
+      staleHits: phase('staleHits'),
+      hits: phase('hits'),
+      staleValues: { old: staleOld.stale, new: staleNew.stale },
+      rollback,
+      conflicts,
     };
   } finally {
     await app?.stop();
-    await mirror?.stop().catch(() => undefined);
+    await Promise.all(mirrors.map((m) => m.stop().catch(() => undefined)));
     await proxy?.stop().catch(() => undefined);
     for (const c of clients) c.destroy();
     await Promise.all(servers.map((s) => s.stop()));
   }
-}
-
-/** Every key written once, as a cache that has been serving for a while would hold them. */
-async function preload(app: Application, pool: PoolClient): Promise<void> {
-  const batch = 2000;
-  for (let start = 0; start < app.options.keys; start += batch) {
-    const writes: Promise<unknown>[] = [];
-    for (let rank = start; rank < Math.min(app.options.keys, start + batch); rank++) {
-      const key = app.keyOf(rank);
-      writes.push(pool.clientFor(key).set(key, app.valueOf(rank), { exptime: app.options.ttlSeconds }));
-    }
-    await Promise.all(writes);
-  }
-}
-
-/** The pools an application uses while servers are swapped one at a time, ending with the new pool. */
-export function stepPools(oldPool: Pool, newPool: Pool, hash: string): Pool[] {
-  const steps: Pool[] = [];
-  const current = oldPool.servers.map((s) => s.address);
-  for (let i = 0; i < newPool.servers.length; i++) {
-    const address = (newPool.servers[i] as Pool['servers'][number]).address;
-    if (i < current.length) current[i] = address;
-    else current.push(address);
-    steps.push(parsePoolSpec(current.join(','), hash, { name: `step ${i + 1}`, where: 'scenario' }));
-  }
-  return steps;
-}
-
-async function waitForBackfill(mirror: MirrorJob, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const states = mirror.summary().backfill ?? [];
-    if (states.every((b) => b.report !== undefined || b.error !== undefined)) return;
-    await sleep(100);
-  }
-}
-
-function poolOf(name: string, servers: MemcachedServer[], hash: string): Pool {
-  return parsePoolSpec(servers.map((s) => s.address).join(','), hash, {
-    name,
-    where: `scenario ${name} pool`,
-  });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -2,7 +2,10 @@
  * An application model for the demo and the migration scenarios: Zipf key
  * popularity, a read/write/delete mix, TTLs and values of varied sizes, and a
  * simulated database that fills the cache on a miss (cache-aside), driven
- * through a real client against a pool.
+ * through real clients against a pool. The application runs on several hosts
+ * (independent clients, each pointed at a pool of its own, switched one by one
+ * in a rolling deploy), and every hit is checked against the database: a value
+ * older than the database's version when the read was issued is a stale hit.
  */
 import type { PoolClient } from '../net/pool-client.js';
 
@@ -73,6 +76,8 @@ export interface WorkloadCounters {
   misses: number;
   /** Reads the database served because the cache missed. */
   databaseReads: number;
+  /** Hits whose value was older than the database's version when the read was issued. */
+  staleHits: number;
   writes: number;
   deletes: number;
   errors: number;
@@ -90,6 +95,7 @@ export class Application {
     hits: 0,
     misses: 0,
     databaseReads: 0,
+    staleHits: 0,
     writes: 0,
     deletes: 0,
     errors: 0,
@@ -99,14 +105,23 @@ export class Application {
   private inFlight = 0;
   private running = false;
   private timer: NodeJS.Timeout | undefined;
+  /** The pool each application host uses now. */
+  private readonly caches: PoolClient[];
 
+  /** One cache client per application host (one host when a single client is given). */
   constructor(
-    private cache: PoolClient,
+    cache: PoolClient | readonly PoolClient[],
     readonly options: WorkloadOptions = DEFAULT_WORKLOAD,
     private readonly random: () => number = Math.random,
   ) {
+    this.caches = Array.isArray(cache) ? [...(cache as readonly PoolClient[])] : [cache as PoolClient];
+    if (this.caches.length === 0) throw new Error('an application needs at least one host');
     this.zipf = new Zipf(options.keys, options.skew, random);
     this.versions = new Uint32Array(options.keys);
+  }
+
+  get hosts(): number {
+    return this.caches.length;
   }
 
   keyOf(rank: number): string {
@@ -120,9 +135,37 @@ export class Application {
     return Buffer.alloc(size, `${rank}:${this.versions[rank]}|`);
   }
 
-  /** Points the application at another pool: the cut-over. */
-  switchTo(cache: PoolClient): void {
-    this.cache = cache;
+  /** Points every host at another pool at once (a list: one client per host): the instant cut-over. */
+  switchTo(cache: PoolClient | readonly PoolClient[]): void {
+    for (let host = 0; host < this.caches.length; host++) {
+      this.caches[host] = Array.isArray(cache)
+        ? (cache as readonly PoolClient[])[host]!
+        : (cache as PoolClient);
+    }
+  }
+
+  /** Points one host at another pool: one step of a rolling deploy. */
+  switchHost(host: number, cache: PoolClient): void {
+    if (host >= 0 && host < this.caches.length) this.caches[host] = cache;
+  }
+
+  /** The database changes behind the cache (another service writing it): the cache is not told. */
+  advanceVersion(rank: number): void {
+    this.versions[rank] = (this.versions[rank] as number) + 1;
+  }
+
+  /** The database version a cached value was made from (values are `rank:version|` repeated). */
+  static versionOf(value: Buffer): number | undefined {
+    const end = value.indexOf(0x7c); // |
+    const colon = end < 0 ? -1 : value.lastIndexOf(0x3a, end); // :
+    if (colon < 0) return undefined;
+    const version = Number(value.toString('latin1', colon + 1, end));
+    return Number.isInteger(version) ? version : undefined;
+  }
+
+  /** Whether a cached value is the database's current one. */
+  isCurrent(rank: number, value: Buffer): boolean {
+    return Application.versionOf(value) === this.versions[rank];
   }
 
   /** Issues requests at the configured rate until stop(); never more than `concurrency` at once. */
@@ -150,24 +193,16 @@ export class Application {
     while (this.inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 5));
   }
 
-  /** One application request, by the mix. */
+  /** One application request, by the mix, from a host chosen at random. */
   async request(): Promise<void> {
     const rank = this.zipf.next();
-    const key = this.keyOf(rank);
-    const client = this.cache.clientFor(key);
+    const host = Math.floor(this.random() * this.caches.length);
     const roll = this.random();
+    if (roll < this.options.readShare) return void (await this.read(rank, host));
+    const key = this.keyOf(rank);
+    const client = (this.caches[host] as PoolClient).clientFor(key);
     try {
-      if (roll < this.options.readShare) {
-        this.counters.reads++;
-        const item = await client.get(key);
-        if (item) {
-          this.counters.hits++;
-          return;
-        }
-        this.counters.misses++;
-        this.counters.databaseReads++;
-        await client.set(key, this.valueOf(rank), { exptime: this.options.ttlSeconds });
-      } else if (roll < this.options.readShare + this.options.writeShare) {
+      if (roll < this.options.readShare + this.options.writeShare) {
         this.counters.writes++;
         this.versions[rank] = (this.versions[rank] as number) + 1;
         await client.set(key, this.valueOf(rank), { exptime: this.options.ttlSeconds });
@@ -179,6 +214,65 @@ export class Application {
     } catch {
       this.counters.errors++;
     }
+  }
+
+  /**
+   * A cache-aside read from one host: a hit is checked against the version the
+   * database had when the read was issued (a later write may race the reply);
+   * a miss reads the database and stores what it read.
+   */
+  async read(rank: number, host = 0): Promise<'hit' | 'stale' | 'miss' | 'error'> {
+    const key = this.keyOf(rank);
+    const client = (this.caches[host] ?? (this.caches[0] as PoolClient)).clientFor(key);
+    const versionAtRead = this.versions[rank] as number;
+    this.counters.reads++;
+    try {
+      const item = await client.get(key);
+      if (item) {
+        this.counters.hits++;
+        const version = Application.versionOf(item.value);
+        if (version === undefined || version < versionAtRead) {
+          this.counters.staleHits++;
+          return 'stale';
+        }
+        return 'hit';
+      }
+      this.counters.misses++;
+      this.counters.databaseReads++;
+      await client.set(key, this.valueOf(rank), { exptime: this.options.ttlSeconds });
+      return 'miss';
+    } catch {
+      this.counters.errors++;
+      return 'error';
+    }
+  }
+
+  /**
+   * Values a pool holds for the application's keys, checked key by key against
+   * the database: `stale` ones are not its current version.
+   */
+  async staleValues(pool: PoolClient): Promise<{ present: number; stale: number }> {
+    let present = 0;
+    let stale = 0;
+    const batch = 2000;
+    for (let start = 0; start < this.options.keys; start += batch) {
+      const reads: Promise<void>[] = [];
+      for (let rank = start; rank < Math.min(this.options.keys, start + batch); rank++) {
+        const key = this.keyOf(rank);
+        reads.push(
+          pool
+            .clientFor(key)
+            .get(key)
+            .then((item) => {
+              if (!item) return;
+              present++;
+              if (!this.isCurrent(rank, item.value)) stale++;
+            }),
+        );
+      }
+      await Promise.all(reads);
+    }
+    return { present, stale };
   }
 }
 

@@ -22,6 +22,7 @@ import { LagHistogram } from './lag.js';
 import { isMutation, outcomeActions, type FlushPolicy, type TargetAction } from './outcome.js';
 import { TokenBucket } from './rate.js';
 import { RecentMutations } from './recency.js';
+import { allocatorFor, WriteTimes, type TwoWayOptions } from './two-way.js';
 import {
   makeJob,
   TargetConnection,
@@ -73,6 +74,11 @@ export interface ReplayerOptions {
   readonly now?: () => number;
   /** Loud events (a skipped flush_all, a target going down); default: none. */
   readonly onWarning?: (message: string) => void;
+  /**
+   * Two-way mirroring (two-way.ts): target connections bind ports of this
+   * range; the peer mirror's writes are given to observePeer().
+   */
+  readonly twoWay?: TwoWayOptions;
 }
 
 export type FillSkipReason =
@@ -84,6 +90,7 @@ export type FillSkipReason =
   | 'mutated' // a mutation was seen after the read
   | 'expiring' // no TTL left on the source
   | 'exists' // the target already holds the key
+  | 'peer_write' // two-way: the other side wrote the key within the conflict window
   | 'queue_full'
   | 'lookup_failed'
   | 'failed';
@@ -123,6 +130,12 @@ export interface ReplayCounters {
   queueBudgetBytes: number;
   /** Capture time to target reply, for applied operations. */
   lag: { p50: number; p99: number; max: number };
+  /**
+   * Two-way mirroring: operations of the peer mirror seen on the source (never
+   * replayed), those that changed a key, and keys deleted on the target because
+   * both sides wrote them within the conflict window.
+   */
+  peer: { seen: number; writes: number; conflicts: number };
 }
 
 /** Fits the systemd unit's MemoryMax=1G with the capture's own budget and the runtime beside it. */
@@ -158,6 +171,7 @@ export class Replayer implements KeyFreshness {
   private readonly targetLimits = new Map<string, ServerLimits>();
   private readonly now: () => number;
   private readonly warn: (message: string) => void;
+  private readonly writeTimes: WriteTimes | undefined;
   private lookups = 0;
   private closed = false;
   private readonly c = {
@@ -173,6 +187,9 @@ export class Replayer implements KeyFreshness {
     fillsApplied: 0,
     fillsSkipped: 0,
     fillSkippedBy: {} as Record<string, number>,
+    peerSeen: 0,
+    peerWrites: 0,
+    conflicts: 0,
   };
 
   constructor(options: ReplayerOptions) {
@@ -194,6 +211,8 @@ export class Replayer implements KeyFreshness {
     };
     this.warn = options.onWarning ?? (() => {});
     this.now = options.now ?? Date.now;
+    this.writeTimes = options.twoWay === undefined ? undefined : new WriteTimes(options.twoWay);
+    const ports = options.twoWay === undefined ? undefined : allocatorFor(options.twoWay.ports);
     this.perServer = Math.max(1, Math.floor(options.connectionsPerServer ?? 2));
     const perConnection = Math.max(2, Math.floor((options.maxQueuedPerServer ?? 65536) / this.perServer));
     const connectionOptions = {
@@ -203,6 +222,7 @@ export class Replayer implements KeyFreshness {
       backoffMaxMs: options.backoffMaxMs ?? 2000,
       limits: options.limits ?? DEFAULT_LIMITS,
       now: this.now,
+      ...(ports === undefined ? {} : { localPort: () => ports.take() }),
     };
     const events = {
       settled: (job: Job, result: JobResult) => this.settled(job, result),
@@ -224,7 +244,8 @@ export class Replayer implements KeyFreshness {
         open,
       };
     });
-    if (options.source !== undefined && this.fillOn) {
+    // The source is asked for fills' TTLs, and two-way deletes a conflicting key there.
+    if (options.source !== undefined && (this.fillOn || options.twoWay !== undefined)) {
       this.source = new MemcachedClient(options.source, {
         connections: 1,
         maxPending: MAX_LOOKUPS,
@@ -318,11 +339,20 @@ export class Replayer implements KeyFreshness {
         if (!counted && this.includeReads) counted = this.read(op, hash, capturedMs);
         if (!counted) this.skip('read');
         counted = true;
-        if (this.fillOn) this.fill(action.key, action.value, action.flags, hash);
+        if (this.fillOn) this.fill(action.key, action.value, action.flags, hash, capturedMs);
         continue;
       }
       this.enqueue(action, hash, counted ? -1 : capturedMs, !counted, capturedMs);
       counted = true;
+      // After the write, so the delete lands behind it on the key's connection.
+      const times = this.writeTimes;
+      if (
+        times &&
+        isMutation(action) &&
+        times.localWrite(action.key, hash, capturedMs > 0 ? capturedMs : this.now())
+      ) {
+        this.conflict(action.key, hash);
+      }
     }
     if (!counted) this.skip('sampled_out');
   }
@@ -419,6 +449,46 @@ export class Replayer implements KeyFreshness {
     );
   }
 
+  /**
+   * An operation of the peer mirror on our source (two-way): never replayed,
+   * but a key it changed counts against fills in flight, and against our own
+   * writes to the key within the conflict window (two-way.ts).
+   */
+  observePeer(op: Operation): void {
+    this.c.peerSeen++;
+    if (this.closed || op.key.length === 0) return;
+    if (!outcomeActions(op, this.rules).some(isMutation)) return;
+    const hash = keyHash(op.key);
+    this.c.peerWrites++;
+    this.recent.record(hash);
+    const ms = op.timestampMicros > 0 ? op.timestampMicros / 1000 : this.now();
+    if (this.writeTimes?.peerWrite(op.key, hash, ms)) this.conflict(op.key, hash);
+  }
+
+  /**
+   * Both sides wrote the key within the window: it goes from the target and
+   * from our source (which now holds the peer's value). The peer sees the
+   * crossing too and does the same, but its window follows its own lag, which
+   * may be shorter than ours: each side cleans both pools. The source delete
+   * comes from memshift's own connection, left out of our capture.
+   */
+  private conflict(key: Buffer, hash: number): void {
+    this.c.conflicts++;
+    this.invalidatedFor('two_way_conflict');
+    const conn = this.connectionFor(key, hash);
+    if (!conn.offer(makeJob('delete', key, -1))) conn.remember(key);
+    if (this.source === undefined) return;
+    if (this.lookups >= MAX_LOOKUPS) return this.invalidatedFor('two_way_source_busy');
+    this.lookups++;
+    this.source.delete(key).then(
+      () => this.lookups--,
+      () => {
+        this.lookups--;
+        this.c.failed++;
+      },
+    );
+  }
+
   private read(op: Operation, hash: number, capturedMs: number): boolean {
     if (!inSample(hash, this.sample)) return false;
     const conn = this.connectionFor(op.key, hash);
@@ -451,7 +521,7 @@ export class Replayer implements KeyFreshness {
    * queue behind the fill on the same connection, so a fill never overwrites
    * newer data and never brings a deleted key back.
    */
-  private fill(key: Buffer, value: Buffer, flags: number, hash: number): void {
+  private fill(key: Buffer, value: Buffer, flags: number, hash: number, readMs: number): void {
     const readMark = this.recent.mark();
     const slot = hash & (FILL_SLOTS - 1);
     const now = Date.now();
@@ -473,6 +543,12 @@ export class Replayer implements KeyFreshness {
         // protocol.txt "Meta Get": t is -1 for an item that never expires.
         if (ttl === 0) return this.fillSkip('expiring', true);
         if (!this.fits(key, value, flags)) return this.fillSkip('too_large', true);
+        // Two-way: the hit may be a value the other side has replaced or deleted since.
+        const times = this.writeTimes;
+        if (times?.peerWroteSince(hash, readMs > 0 ? readMs : this.now()))
+          return this.fillSkip('peer_write', true);
+        // The fill counts as our write: a peer write landing within the window deletes it again.
+        times?.localWrite(key, hash, this.now());
         const job = makeJob('fill', key, -1, {
           value,
           flags,
@@ -526,7 +602,10 @@ export class Replayer implements KeyFreshness {
       case 'ok':
       case 'not_stored':
         this.c.applied++;
-        if (job.capturedMs >= 0) this.lagHistogram.record(Date.now() - job.capturedMs);
+        if (job.capturedMs >= 0) {
+          this.lagHistogram.record(Date.now() - job.capturedMs);
+          this.writeTimes?.observeLag(Date.now() - job.capturedMs);
+        }
         return;
       case 'diverged':
         this.c.diverged++;
@@ -605,6 +684,7 @@ export class Replayer implements KeyFreshness {
         p99: this.lagHistogram.quantile(0.99),
         max: this.lagHistogram.max,
       },
+      peer: { seen: c.peerSeen, writes: c.peerWrites, conflicts: c.conflicts },
     };
   }
 

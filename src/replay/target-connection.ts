@@ -90,6 +90,8 @@ export interface TargetConnectionOptions {
    * default `meta`.
    */
   readonly protocol?: 'meta' | 'binary';
+  /** A local port to connect from, asked at every dial (two-way mirroring: see two-way.ts). */
+  readonly localPort?: () => number;
 }
 
 /** The remembered-keys budget shared by all connections of a replayer. */
@@ -252,7 +254,12 @@ export class TargetConnection {
   }
 
   private dial(): void {
-    const socket = connect({ host: this.endpoint.host, port: this.endpoint.port, noDelay: true });
+    const socket = connect({
+      host: this.endpoint.host,
+      port: this.endpoint.port,
+      noDelay: true,
+      ...(this.options.localPort === undefined ? {} : { localPort: this.options.localPort() }),
+    });
     this.socket = socket;
     this.decoder = new FrameDecoder(new AsciiResponseParser(this.options.limits));
     if (this.binary) this.binaryDecoder = new FrameDecoder(new BinaryResponseParser(this.options.limits));

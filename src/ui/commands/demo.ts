@@ -29,6 +29,10 @@ interface DemoFlags {
   window: string;
   after: string;
   strategies: string;
+  hosts: string;
+  switch: string;
+  switchWindow: string;
+  rollback: string;
   out: string;
   json?: boolean;
   web?: string;
@@ -53,6 +57,22 @@ export function registerDemo(program: Command, out: Output): void {
     )
     .option('--after <seconds>', 'seconds measured after cut-over', String(d.afterSeconds))
     .option('--strategies <list>', `comma-separated, from ${STRATEGIES.join(', ')}`, STRATEGIES.join(','))
+    .option('--hosts <n>', 'application hosts (independent clients)', String(d.hosts))
+    .option(
+      '--switch <mode>',
+      'instant (every host at once) or rolling (one by one, as a deploy)',
+      d.switchMode,
+    )
+    .option(
+      '--switch-window <seconds>',
+      'with --switch rolling: seconds over which the hosts move',
+      String(d.switchSeconds),
+    )
+    .option(
+      '--rollback <seconds>',
+      'after the measured time, switch every host back and measure this long (0: no rollback)',
+      String(d.rollbackSeconds),
+    )
     .option('--out <dir>', 'where the report (table, JSON, SVG plot) is written', 'memshift-demo')
     .option('--json', 'print the report as JSON')
     .addHelpText('after', '\nNeeds memcached and tcpdump, and the right to capture on lo (root).')
@@ -66,6 +86,10 @@ export function registerDemo(program: Command, out: Output): void {
         windowSeconds: whole('--window', flags.window, 1, 3600),
         afterSeconds: whole('--after', flags.after, 1, 3600),
         strategies: strategies(flags.strategies),
+        hosts: whole('--hosts', flags.hosts, 1, 256),
+        switchMode: switchMode(flags.switch),
+        switchSeconds: whole('--switch-window', flags.switchWindow, 1, 3600),
+        rollbackSeconds: whole('--rollback', flags.rollback, 0, 3600),
         workload: {
           ...d.workload,
           keys: whole('--keys', flags.keys, 1, 10_000_000),
@@ -79,7 +103,12 @@ export function registerDemo(program: Command, out: Output): void {
             `Application: ${options.workload.keys} keys (Zipf ${options.workload.skew}), ` +
             `${options.workload.rate} requests/s, cache-aside over a simulated database.\n` +
             `Each strategy: ${options.warmupSeconds} s on the old pool, ${options.windowSeconds} s of migration, ` +
-            `cut-over, ${options.afterSeconds} s measured.\n`,
+            (options.switchMode === 'rolling'
+              ? `a rolling switch of ${options.hosts} hosts over ${options.switchSeconds} s, `
+              : `cut-over of ${options.hosts} hosts at once, `) +
+            `${options.afterSeconds} s measured` +
+            (options.rollbackSeconds > 0 ? `, then a rollback measured ${options.rollbackSeconds} s` : '') +
+            '.\nEvery hit is checked against the database (stale hits); at the end every key of both pools (stale values left).\n',
         );
       }
       // Interrupted, the demo still stops what it started: exiting runs the
@@ -100,7 +129,9 @@ export function registerDemo(program: Command, out: Output): void {
       const report = await runScenario(options, {
         onPhase: (strategy, phase, _second, ratio) => {
           gauges[`hit ratio/${strategy}`] = ratio;
-          gauges[`phase/${strategy}`] = phase === 'warm-up' ? 0 : phase === 'window' ? 1 : 2;
+          gauges[`phase/${strategy}`] = ['warm-up', 'window', 'switching', 'after', 'rollback'].indexOf(
+            phase,
+          );
         },
         onResult: (r) => {
           finished++;
@@ -146,7 +177,11 @@ export function renderScenario(report: ScenarioReport): string {
     'DB READS',
     'COPIED',
     'VERIFY SAID (KEYS / RECENT)',
+    'STALE HITS BEFORE/DURING/AFTER',
+    'STALE LEFT OLD/NEW',
   ];
+  const rollback = report.options.rollbackSeconds > 0;
+  if (rollback) header.push('ROLLBACK 1ST S', 'ROLLBACK STALE HITS');
   const rows = report.results.map((r) => [
     r.strategy,
     formatRatio(r.before),
@@ -156,8 +191,12 @@ export function renderScenario(report: ScenarioReport): string {
     String(r.databaseReads),
     formatBytes(r.bytesCopied),
     r.verify ? `${formatRatio(r.verify.coverage)} / ${formatRatio(r.verify.recentCoverage)}` : '-',
+    `${r.staleHits.before} / ${r.staleHits.during} / ${r.staleHits.after}`,
+    `${r.staleValues.old} / ${r.staleValues.new}`,
+    ...(rollback ? [formatRatio(r.rollback?.firstSecond ?? 0), String(r.staleHits.rollback)] : []),
   ]);
-  return formatTable(header, rows, [false, true, true, true, true, true, true, false]);
+  const numeric = [false, true, true, true, true, true, true, false, true, true, true, true];
+  return formatTable(header, rows, numeric.slice(0, header.length));
 }
 
 function plot(report: ScenarioReport): string {
@@ -168,10 +207,26 @@ function plot(report: ScenarioReport): string {
       points: [
         ...r.window.map((v, i): [number, number] => [i - r.window.length + 1 - 1, v]),
         [0, r.start],
-        ...r.after.map((v, i): [number, number] => [i + 1, v]),
+        ...[...r.switching, ...r.after, ...(r.rollback?.after ?? [])].map((v, i): [number, number] => [
+          i + 1,
+          v,
+        ]),
       ],
     })),
+    {
+      title: 'Stale hits per second (a value older than the database), from the switch on',
+      label: 'stale hits / s',
+      series: report.results.map((r) => ({
+        name: r.strategy,
+        points: r.staleBySecond.map((n, i): [number, number] => [i + 1, n]),
+      })),
+    },
   );
+}
+
+function switchMode(text: string): 'instant' | 'rolling' {
+  if (text === 'instant' || text === 'rolling') return text;
+  throw new UsageError(`--switch must be instant or rolling, got "${text}"`);
 }
 
 function strategies(text: string): Strategy[] {

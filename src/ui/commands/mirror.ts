@@ -6,6 +6,8 @@
 import type { Command } from 'commander';
 import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
 import { MirrorJob, type MirrorRoute, type MirrorSummary } from '../../jobs/mirror.js';
+import { readFileSync } from 'node:fs';
+import { parsePortRange, type PortRange } from '../../replay/two-way.js';
 import type { Dashboard, DashboardSnapshot } from '../dashboard/server.js';
 import { addWebOptions, serveWeb } from '../web.js';
 import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
@@ -51,6 +53,8 @@ interface MirrorFlags {
   backfillMaxTtl?: string;
   web?: string;
   webAllowRemote?: boolean;
+  twoWayPorts?: string;
+  conflictWindow: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -132,6 +136,16 @@ export function registerMirror(program: Command, out: Output): void {
       '--capture-buffer <bytes>',
       "tcpdump's kernel ring (-B); default: sized from the interface's MTU (immediate) or 64 MiB (batched)",
     )
+    .option(
+      '--two-way-ports <low-high>',
+      'one side of a two-way pair: bind target connections to this local port range (the same on both sides, ' +
+        "outside every host's ephemeral ports); connections from it are the peer mirror's: observed, never mirrored back",
+    )
+    .option(
+      '--conflict-window <seconds>',
+      'with --two-way-ports: a key written on both sides within this time is deleted on the target',
+      '5',
+    )
     .option('--json', 'print the summary at exit as JSON')
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
     .addHelpText(
@@ -140,7 +154,10 @@ export function registerMirror(program: Command, out: Output): void {
         'Examples:\n' +
         '  memshift mirror --port 11211 --to 10.0.1.1:11211,10.0.1.2:11211 --hash ketama\n' +
         '  memshift mirror --pools pools.yaml --route 11211=data-new --route 11212=view-new\n' +
-        '  memshift mirror --pcap traffic.pcap --speed 2 --to new --pools pools.yaml',
+        '  memshift mirror --pcap traffic.pcap --speed 2 --to new --pools pools.yaml\n' +
+        '  two-way for a rolling switch (one per side; see deploy/README.md):\n' +
+        '    old server: memshift mirror --to new --pools pools.yaml --two-way-ports 20400-20499\n' +
+        '    new server: memshift mirror --to old --pools pools.yaml --two-way-ports 20400-20499',
     )
     .action(async (flags: MirrorFlags) => {
       const log = new EventLog(flags.log);
@@ -169,6 +186,13 @@ export function registerMirror(program: Command, out: Output): void {
             : Math.max(1, Math.ceil(parseBytes('--capture-buffer', flags.captureBuffer) / 1024)),
         capturePacketsPerSecond:
           flags.captureRate === undefined ? undefined : number('--capture-rate', flags.captureRate, 1),
+        twoWay:
+          flags.twoWayPorts === undefined
+            ? undefined
+            : {
+                ports: twoWayPorts(flags.twoWayPorts),
+                conflictWindowMs: number('--conflict-window', flags.conflictWindow, 0) * 1000,
+              },
         maxPendingBytes: parseBytes('--max-pending-bytes', flags.maxPendingBytes),
         backfill: flags.backfill
           ? {
@@ -311,6 +335,37 @@ function flushPolicy(text: string): 'skip' | 'all-targets' {
   throw new UsageError(`--flush must be skip or all-targets, got "${text}"`);
 }
 
+/**
+ * The two-way range, refused when it overlaps this host's ephemeral ports: an
+ * application connection from such a port would be taken for the peer mirror
+ * and not mirrored.
+ */
+function twoWayPorts(text: string): PortRange {
+  let range: PortRange;
+  try {
+    range = parsePortRange(text);
+  } catch (err) {
+    throw new UsageError(`--two-way-ports: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  let ephemeral: number[] = [];
+  try {
+    ephemeral = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+  } catch {
+    // Not Linux: nothing to check here (the runbook asks for a range outside every host's).
+  }
+  const [low, high] = ephemeral;
+  if (low !== undefined && high !== undefined && range.low <= high && range.high >= low) {
+    throw new UsageError(
+      `--two-way-ports ${text} overlaps this host's ephemeral ports (${low}-${high}, ` +
+        'net.ipv4.ip_local_port_range): choose a range outside it on every host',
+    );
+  }
+  return range;
+}
+
 function parseExclusion(text: string): AddressRange {
   try {
     return parseAddressRange(text);
@@ -445,6 +500,8 @@ export function mirrorSnapshot(s: MirrorSummary): DashboardSnapshot {
     add(`operations/failed`, r.replay.failed);
     add(`operations/invalidated`, r.replay.invalidated);
     add(`fills/applied`, r.replay.fills.applied);
+    add(`two-way/peer writes`, r.replay.peer.writes);
+    add(`two-way/conflicts`, r.replay.peer.conflicts);
     for (const [reason, n] of Object.entries(r.replay.skipped)) add(`skipped/${reason}`, n);
     gauges['lag seconds/p50'] = Math.max(gauges['lag seconds/p50'] ?? 0, r.replay.lag.p50 / 1000);
     gauges['lag seconds/p99'] = Math.max(gauges['lag seconds/p99'] ?? 0, r.replay.lag.p99 / 1000);
@@ -495,6 +552,15 @@ export function renderSummary(s: MirrorSummary): string {
     if (r.replay.unrecoverable > 0) {
       lines.push(
         `:${r.sourcePort} WARNING: ${r.replay.unrecoverable} dropped keys could not be remembered for invalidation`,
+      );
+    }
+  }
+  for (const r of s.routes) {
+    const p = r.replay.peer;
+    if (s.peerFlows > 0 || p.seen > 0) {
+      lines.push(
+        `:${r.sourcePort} two-way: ${p.seen} peer operations observed (not mirrored back), ` +
+          `${p.writes} peer writes, ${p.conflicts} keys written on both sides deleted`,
       );
     }
   }

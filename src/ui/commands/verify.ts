@@ -4,12 +4,17 @@
  * `--min-coverage`, 1 when it does not.
  */
 import type { Command } from 'commander';
-import { runVerify, type VerifyReport } from '../../jobs/verify.js';
+import { runVerify, type VerifyOptions, type VerifyReport } from '../../jobs/verify.js';
+import { COVERAGE_METRICS, CoverageTrend } from '../../jobs/coverage-trend.js';
+import type { Dashboard } from '../dashboard/server.js';
+import { addWebOptions, serveWeb, type WebFlags } from '../web.js';
 import { formatBytes, formatTable } from '../format.js';
 import { parseSize, UsageError, type Output } from '../options.js';
 import { poolOptions, resolvePools, type PoolFlags } from '../pools.js';
 
-interface VerifyFlags extends PoolFlags {
+interface VerifyFlags extends PoolFlags, WebFlags {
+  watch?: string;
+  rounds?: string;
   sample: string;
   minCoverage: string;
   recent: string;
@@ -20,8 +25,15 @@ interface VerifyFlags extends PoolFlags {
 
 export function registerVerify(program: Command, out: Output): void {
   poolOptions(
-    program.command('verify').description('how warm is the new pool: coverage, equality, TTLs, placement'),
+    addWebOptions(
+      program.command('verify').description('how warm is the new pool: coverage, equality, TTLs, placement'),
+    ),
   )
+    .option(
+      '--watch <seconds>',
+      'verify again every n seconds: coverage over time and the projected time to --min-coverage',
+    )
+    .option('--rounds <n>', 'with --watch: stop after n rounds (default: until interrupted)')
     .option('--sample <n>', 'compare the values of n keys spread over the pool, or "all"', '1000')
     .option('--min-coverage <ratio>', 'the verdict: pass when this share of keys is present', '0.99')
     .option('--recent <seconds>', 'a key is recently used when accessed within this many seconds', '3600')
@@ -47,7 +59,7 @@ export function registerVerify(program: Command, out: Output): void {
       if (!Number.isInteger(recentSeconds) || recentSeconds < 1) {
         throw new UsageError(`--recent must be a whole number of seconds, got "${flags.recent}"`);
       }
-      const report = await runVerify({
+      const options: VerifyOptions = {
         from,
         to,
         sample,
@@ -56,10 +68,104 @@ export function registerVerify(program: Command, out: Output): void {
         checkPlacement: flags.placement !== false,
         ...(flags.maxValue === undefined ? {} : { maxValue: parseSize('--max-value', flags.maxValue)! }),
         onWarning: (w) => process.stderr.write(`memshift: warning: ${w}\n`),
-      });
+      };
+      if (flags.watch !== undefined) return watch(options, flags, out);
+      const report = await runVerify(options);
       out.write(flags.json ? JSON.stringify(report, jsonNumbers, 2) : renderVerify(report));
       out.exitCode = report.passed ? 0 : 1;
     });
+}
+
+/**
+ * `verify --watch`: one verify per interval, a line (or a JSON line) per round
+ * with each coverage, its rate and the time to the target at that rate; the
+ * same figures on the dashboard and /metrics. The exit status is the last
+ * round's verdict.
+ */
+async function watch(options: VerifyOptions, flags: VerifyFlags, out: Output): Promise<void> {
+  const every = Number(flags.watch);
+  if (!(every > 0)) throw new UsageError(`--watch must be a number of seconds above 0, got "${flags.watch}"`);
+  const rounds = flags.rounds === undefined ? Infinity : Number(flags.rounds);
+  if (!(rounds === Infinity || (Number.isInteger(rounds) && rounds >= 1))) {
+    throw new UsageError(`--rounds must be a whole number of at least 1, got "${flags.rounds}"`);
+  }
+  const trend = new CoverageTrend(options.minCoverage ?? 0.99);
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const onSignal = (): void => {
+    stopped = true;
+    wake?.();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const gauges = (): Record<string, number> => {
+    const g: Record<string, number> = {};
+    for (const metric of COVERAGE_METRICS) {
+      const p = trend.project(metric);
+      g[`coverage/${metric}`] = p.coverage;
+      // Named from the first snapshot (so /metrics declares it); not exported while unknown.
+      g[`seconds to target/${metric}`] = p.secondsToTarget ?? NaN;
+    }
+    return g;
+  };
+  let dashboard: Dashboard | undefined;
+  try {
+    dashboard = await serveWeb(flags, 'verify', () => ({
+      time: Date.now(),
+      counters: { 'verify/rounds': trend.count },
+      gauges: gauges(),
+    }));
+    for (let round = 1; round <= rounds && !stopped; round++) {
+      const started = Date.now();
+      const report = await runVerify(options);
+      trend.add({
+        at: started,
+        keys: report.keys.coverage,
+        bytes: report.bytes.coverage,
+        recent: report.recent.coverage,
+      });
+      out.exitCode = report.passed ? 0 : 1;
+      const projections = Object.fromEntries(COVERAGE_METRICS.map((m) => [m, trend.project(m)]));
+      if (flags.json) {
+        process.stdout.write(
+          `${JSON.stringify({ round, time: new Date(started).toISOString(), target: trend.target, passed: report.passed, ...projections })}\n`,
+        );
+      } else {
+        const part = (m: (typeof COVERAGE_METRICS)[number]): string => {
+          const p = projections[m]!;
+          const eta =
+            p.secondsToTarget === 0
+              ? 'reached'
+              : p.secondsToTarget === undefined
+                ? 'not rising'
+                : `${percent(trend.target)} in ${duration(p.secondsToTarget)}`;
+          return `${m} ${percent(p.coverage)} (${eta})`;
+        };
+        process.stdout.write(`${new Date(started).toISOString()} ${COVERAGE_METRICS.map(part).join(', ')}\n`);
+      }
+      if (round === rounds || stopped) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, started + every * 1000 - Date.now()));
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await dashboard?.close();
+  }
+}
+
+/** 3725 s as "1h 2m", 42 s as "42s". */
+function duration(seconds: number): string {
+  if (seconds < 60) return `${Math.ceil(seconds)}s`;
+  const m = Math.ceil(seconds / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  return h < 48 ? `${h}h ${m % 60}m` : `${Math.round(h / 24)}d`;
 }
 
 /** JSON has no Infinity; nothing here should be one, but a ratio of nothing must not print null silently. */
