@@ -533,8 +533,88 @@ describe('memory of pending requests', () => {
       'text set big stored flags=0 exp=0',
       'text set small stored value=ok flags=0 exp=0',
     ]);
-    assert.equal(h.ops[0]!.oversize, true);
+    assert.equal(h.ops[0]!.shed, true);
     assert.equal(h.extractor.counters.shedValues, 1);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+});
+
+describe('memory of values still arriving', () => {
+  // A value that spells commands: skipped by its declared length, it never becomes a request.
+  const forged = 'x\r\nset victim 0 0 6\r\nforged\r\n'.padEnd(200, 'y');
+
+  it('skips a text value the pending budget cannot hold by its length: the key is invalidated, pairing intact', () => {
+    const h = harness({ maxPendingBytes: 100 });
+    h.send('request', `set big 7 0 200\r\n${forged.slice(0, 50)}`);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+    h.send('request', `${forged.slice(50)}\r\nset small 0 0 2\r\nok\r\n`);
+    h.send('response', 'STORED\r\nSTORED\r\n');
+    assert.deepEqual(h.ops.map(show), [
+      'text set big stored flags=7 exp=0',
+      'text set small stored value=ok flags=0 exp=0',
+    ]);
+    assert.equal(h.ops[0]!.shed, true);
+    assert.equal(h.ops[0]!.oversize, false);
+    const c = h.extractor.counters;
+    assert.equal(c.shedPartialValues, 1);
+    assert.equal(c.protocolErrors + c.resyncs + c.mismatchedResponses, 0);
+  });
+
+  it('holds a value while it arrives when the budget has room, and gives the bytes back', () => {
+    const h = harness({ maxPendingBytes: 1000 });
+    h.send('request', `set big 0 0 200\r\n${forged.slice(0, 50)}`);
+    assert.ok(h.extractor.pendingBytes.used >= 200);
+    h.send('request', `${forged.slice(50)}\r\n`);
+    h.send('response', 'STORED\r\n');
+    assert.deepEqual(h.ops.map(show), [`text set big stored value=${forged} flags=0 exp=0`]);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+
+  it('skips a binary value by its body length, a quiet one included', () => {
+    const h = harness({ maxPendingBytes: 100 });
+    const value = Buffer.from(forged, 'latin1');
+    const big = Buffer.concat(encodeBinaryStore(BinaryOpcode.SetQ, Buffer.from('big'), value, 3, 0, 0n, 1));
+    const small = Buffer.concat(
+      encodeBinaryStore(BinaryOpcode.Set, Buffer.from('small'), Buffer.from('ok'), 0, 0, 0n, 2),
+    );
+    h.send('request', big.subarray(0, 100));
+    h.send('request', Buffer.concat([big.subarray(100), small]));
+    h.send('response', Buffer.concat(encodeBinaryResponse({ opcode: BinaryOpcode.Set, opaque: 2 })));
+    assert.deepEqual(h.ops.map(show), [
+      'binary set big stored flags=3 exp=0',
+      'binary set small stored value=ok flags=0 exp=0',
+    ]);
+    assert.equal(h.ops[0]!.shed, true);
+    assert.equal(h.extractor.counters.shedPartialValues, 1);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+
+  it('keeps no multi-get value past the budget: that key is a hit without a value, the others fill', () => {
+    const h = harness({ maxPendingBytes: 100 });
+    h.send('request', 'get a b\r\n');
+    h.send('response', `VALUE a 0 200\r\n${forged}\r\nVALUE b 0 2\r\nok\r\nEND\r\n`);
+    assert.deepEqual(h.ops.map(show), ['text get a hit', 'text get b hit value=ok flags=0']);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+
+  it('gives back what a flow held when it closes mid-value', () => {
+    const h = harness({ maxPendingBytes: 1000 });
+    h.send('request', `set big 0 0 200\r\n${forged.slice(0, 50)}`);
+    assert.ok(h.extractor.pendingBytes.used > 0);
+    h.extractor.close(h.flow, 'rst');
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+
+  it('resyncs a flow whose incomplete line the budget cannot hold, counted apart from protocol errors', () => {
+    const h = harness({ maxPendingBytes: 16, settleMicros: 1000 });
+    h.send('request', 'get aaaaaaaaaa bbbbbbbbbb', 10);
+    h.send('request', ' cccccccccc\r\nset d 0 0 1\r\n4\r\n', 11);
+    h.send('response', 'END\r\nSTORED\r\n', 12);
+    const c = h.extractor.counters;
+    assert.equal(c.shedLines, 1);
+    assert.equal(c.protocolErrors, 0);
+    // Read while hunting: it could have been a value's bytes, so it carries no value on.
+    assert.deepEqual(h.ops.map(show), ['text set d unknown flags=0 exp=0']);
     assert.equal(h.extractor.pendingBytes.used, 0);
   });
 });

@@ -16,7 +16,7 @@
  * owed has arrived.
  */
 import type { CloseReason } from '../capture/tcp-reassembly.js';
-import { FrameDecoder, type FrameParser } from '../protocol/decoder.js';
+import { FrameDecoder, NO_ROOM_FOR_HEAD, type FrameParser } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
 import { SKIPPED_VALUE } from '../protocol/lines.js';
@@ -52,6 +52,14 @@ export interface OperationCounters {
   oversizeValues: number;
   /** Values not kept while awaiting their reply, the pending byte budget being spent: the key is invalidated. */
   shedValues: number;
+  /**
+   * Data blocks not held while they arrived (request values and read replies),
+   * the pending byte budget being spent: skipped by their declared length; a
+   * write's key is invalidated, a read fills nothing.
+   */
+  shedPartialValues: number;
+  /** Incomplete lines or headers the pending byte budget had no room for: that direction of the flow resyncs. */
+  shedLines: number;
   /** Malformed bytes (each one poisons that direction until the next message start). */
   protocolErrors: number;
   /** Requests given up because the flow's pending queue was full (mutations reported 'unknown'). */
@@ -100,6 +108,8 @@ export function zeroOperationCounters(): OperationCounters {
     protocolErrors: 0,
     oversizeValues: 0,
     shedValues: 0,
+    shedPartialValues: 0,
+    shedLines: 0,
     pendingDropped: 0,
     droppedReads: 0,
     adminCommands: 0,
@@ -119,7 +129,10 @@ export interface SessionContext {
   readonly settleMicros: number;
   /** Quiet mutations of every session of the extractor, reported in time and in key order. */
   readonly hold: QuietHold;
-  /** Bytes the values of requests awaiting replies may hold, over every flow. */
+  /**
+   * Bytes that requests awaiting replies, multi-get values awaiting their END
+   * and frames still arriving may hold, over every flow.
+   */
   readonly pendingBytes: ByteBudget;
 }
 
@@ -166,19 +179,21 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   ) {
     this.ctx = ctx;
     this.connection = connection;
-    this.requests = new FrameDecoder(requestParser);
-    this.responses = new FrameDecoder(responseParser);
+    this.requests = new FrameDecoder(requestParser, ctx.pendingBytes);
+    this.responses = new FrameDecoder(responseParser, ctx.pendingBytes);
     this.desynced = midstream;
     this.requestsTrusted = !midstream;
     this.requestHunt = midstream;
     this.responseHunt = midstream;
     this.onRequestFrame = (frame) => {
       this.ctx.counters.requests++;
+      if (this.requests.shedFrame) this.ctx.counters.shedPartialValues++;
       this.settleIfIdle();
       this.request(frame);
     };
     this.onResponseFrame = (frame) => {
       this.ctx.counters.responses++;
+      if (this.responses.shedFrame) this.ctx.counters.shedPartialValues++;
       this.response(frame);
     };
   }
@@ -225,6 +240,9 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       else if (complete && p.silent && !p.unsure) this.finish(p, p.silentOutcome);
       else this.giveUp(p);
     }
+    // What the decoders held of frames that never completed goes back to the budget.
+    this.requests.reset();
+    this.responses.reset();
   }
 
   // ---- for the protocol sessions ----
@@ -244,7 +262,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       else {
         // No room to keep it until its reply: its key is invalidated instead of written.
         p.value = undefined;
-        p.oversize = true;
+        p.shed = true;
         this.ctx.counters.shedValues++;
       }
     }
@@ -282,8 +300,11 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   protected takeValue(p: PendingRequest, value: Buffer): void {
     if (value === SKIPPED_VALUE) {
       p.value = undefined;
-      p.oversize = true;
-      this.ctx.counters.oversizeValues++;
+      if (this.requests.shedFrame) p.shed = true;
+      else {
+        p.oversize = true;
+        this.ctx.counters.oversizeValues++;
+      }
     } else {
       p.value = Buffer.from(value);
     }
@@ -297,7 +318,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     flags: number | undefined = p.flags,
     number: bigint | undefined = undefined,
   ): void {
-    if (p.command === 'other') return; // admin commands and fences are paired, never mirrored
+    if (p.command === 'other') return this.release(p); // admin commands and fences are paired, never mirrored
     if (p.held || p.tracked) this.ctx.hold.settled(p);
     if (p.reported !== undefined) return this.lateOutcome(p, outcome);
     if (p.unsure) {
@@ -364,13 +385,13 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
 
   /** Reports `p` without a trustworthy reply: mutations as 'unknown', reads not at all. */
   protected giveUp(p: PendingRequest): void {
-    if (p.command === 'other') return;
+    if (p.command === 'other') return this.release(p);
     if (p.held || p.tracked) this.ctx.hold.settled(p);
     // Reported early: 'unknown' now asks nothing more of the target than what it was told then.
-    if (p.reported !== undefined) return;
+    if (p.reported !== undefined) return this.release(p);
     if (p.command === 'get') {
       this.ctx.counters.droppedReads += p.keys?.length ?? 1;
-      return;
+      return this.release(p);
     }
     if (p.keys !== undefined) {
       for (const key of p.keys) this.emit(p, key, 'unknown', undefined, undefined, undefined);
@@ -389,10 +410,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     flags: number | undefined,
     number: bigint | undefined,
   ): void {
-    if (p.charged > 0) {
-      this.ctx.pendingBytes.give(p.charged);
-      p.charged = 0;
-    }
+    this.release(p);
     const c = this.ctx.counters;
     if (p.contested && (p.command === 'get' || p.command === 'gat')) {
       // Its value may predate or follow the contested write: nothing to fill from it.
@@ -411,6 +429,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       delta: p.delta,
       initial: p.initial,
       oversize: p.oversize,
+      shed: p.shed,
       number,
       outcome,
       protocol: p.protocol,
@@ -420,6 +439,14 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     });
     // Contested: whichever write the source applied last, the target must not guess.
     if (p.contested) this.invalidate(p, 'contested');
+  }
+
+  /** Gives back the pending budget's bytes `p` holds (its value, multi-get values read for it). */
+  protected release(p: PendingRequest): void {
+    if (p.charged > 0) {
+      this.ctx.pendingBytes.give(p.charged);
+      p.charged = 0;
+    }
   }
 
   /** A reply proved which request it answers: requests queued after that one are in step. */
@@ -506,7 +533,8 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       else this.responses.push(buf, this.onResponseFrame);
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
-      this.ctx.counters.protocolErrors++;
+      if (err.reason === NO_ROOM_FOR_HEAD) this.ctx.counters.shedLines++;
+      else this.ctx.counters.protocolErrors++;
       this.outOfStep(isRequest);
       // Hunt again in what follows the bad byte (frames before it were handled).
       const from = Math.max(0, err.offset - base + 1);
