@@ -29,7 +29,12 @@ run = lambda do |c, op|
   when 'append' then c.append(args[0], value_of(args[1]))
   when 'prepend' then c.prepend(args[0], value_of(args[1]))
   when 'touch' then c.touch(args[0], args[1])
-  when 'cas' then c.cas(args[0], args[2], RAW) { |_| value_of(args[1]) }
+  when 'cas'
+    c.cas(args[0], args[2], RAW) do |_|
+      # Another connection writes first: this cas loses.
+      clients[1].set(args[0], value_of(args[3]), args[2], RAW) if args.length > 3
+      value_of(args[1])
+    end
   when 'get_multi' then c.get_multi(*args[0], RAW)
   when 'sleep' then sleep(args[0])
   when 'read'

@@ -41,6 +41,8 @@ foreach ($job['ops'] as $op) {
         case 'touch': $ok = $c->touch($args[0], $args[1]); break;
         case 'cas':
             $got = $c->get($args[0], null, Memcached::GET_EXTENDED);
+            // Another connection writes first: this cas loses.
+            if (count($args) > 3) $clients[1]->set($args[0], value_of($args[3]), $args[2]);
             if ($got !== false) $ok = $c->cas($got['cas'], $args[0], value_of($args[1]), $args[2]);
             break;
         case 'get_multi': $c->getMulti($args[0]); break;

@@ -45,6 +45,8 @@ def main():
         elif name == "cas":
             c.cache_cas = True
             if c.gets(args[0]) is not None:
+                if len(args) > 3:  # another connection writes first: this cas loses
+                    clients[1].set(args[0], value_of(args[3]), time=args[2])
                 ok = c.cas(args[0], value_of(args[1]), time=args[2])
         elif name == "get_multi":
             c.get_multi(args[0])
