@@ -48,6 +48,7 @@ interface Features {
   readonly spaces: boolean;
   readonly cas: boolean;
   readonly backfill: boolean;
+  readonly typed: boolean;
 }
 
 /** The workload and every key it touches; the features add what only some clients can send. */
@@ -93,6 +94,8 @@ function workload(features: Features): { ops: ClientOp[]; keys: string[] } {
     ops.push(['append', 0, LONG_SPACE_KEY, '!']);
   }
   if (features.backfill) ops.push(...AFTER_BEFORE);
+  // An integer, stored under the client's own flags for its type.
+  if (features.typed) ops.push(['set', 0, 'flags:int', { int: 42 }, 300]);
   if (features.initial) {
     ops.push(['incr', 0, 'c:init', 1, 300, 42], ['decr', 0, 'c:init2', 2, 0, 7]);
   }
@@ -202,6 +205,9 @@ const VARIANTS: Variant[] = [
   },
 ];
 
+/** Clients whose scripts store integers under their own flags (test/clients). */
+const TYPED = new Set<RealClient>(['pylibmc', 'php-memcached', 'python-memcached', 'dalli']);
+
 /** Clients with a cas call (memjs 1.3 has none). */
 const HAS_CAS = new Set<RealClient>([
   'pylibmc',
@@ -236,6 +242,7 @@ describe('mirror: real-client conformance (real memcached -I 2m, real tcpdump on
           spaces: variant.spaces ?? false,
           cas: HAS_CAS.has(variant.client),
           backfill,
+          typed: TYPED.has(variant.client),
         });
         if (variant.stall) ops.splice(ops.length >> 1, 0, ['sleep', 0, 1]);
         const stalled = variant.stall ? rig.targets[1]! : undefined;
@@ -280,6 +287,11 @@ describe('mirror: real-client conformance (real memcached -I 2m, real tcpdump on
         if (variant.quiet) assert.equal(source['q:1'], b64('after'), said);
         if (HAS_CAS.has(variant.client)) assert.equal(source['cas:lost'], b64('moved'), said);
         if (variant.spaces) assert.equal(source[LONG_SPACE_KEY], b64('long with spaces!'), said);
+        if (TYPED.has(variant.client)) {
+          // Stored with the client's flags for an integer: the flags compared below are not all 0.
+          const flags = (await item(rig.sourceClient, 'flags:int'))?.flags;
+          assert.ok(flags !== undefined && flags !== 0, `flags:int has flags ${flags}`);
+        }
         if (backfill) {
           assert.equal(source['pre:kept'], b64('kept'), said);
           assert.equal(source['pre:appended'], b64('ab'), said);

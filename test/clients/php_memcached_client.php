@@ -17,7 +17,9 @@ function client(array $job): Memcached {
     return $m;
 }
 
-function value_of($spec): string {
+function value_of($spec) {
+    // {"int": n}: the client stores an integer under its own flags.
+    if (is_array($spec) && isset($spec['int'])) return (int)$spec['int'];
     return is_array($spec) ? str_repeat($spec[0], $spec[1]) : $spec;
 }
 

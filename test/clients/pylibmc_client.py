@@ -9,6 +9,8 @@ import pylibmc
 
 
 def value_of(spec):
+    if isinstance(spec, dict):  # {"int": n}: the client stores an integer under its own flags
+        return int(spec["int"])
     if isinstance(spec, list):  # [text, repeat]
         return (spec[0] * spec[1]).encode()
     return spec.encode()
