@@ -12,7 +12,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MemcachedClient } from '../src/net/client.js';
+import { PoolClient } from '../src/net/pool-client.js';
 import { metaKeyFits } from '../src/protocol/meta.js';
+import { parsePoolSpec } from '../src/topology/pool.js';
 import { mirrorRig, waitForRequests } from './support/mirror.js';
 import { REAL_CLIENTS, runClient, type ClientOp, type RealClient } from './support/real-clients.js';
 
@@ -155,6 +157,8 @@ interface Variant {
   readonly spaces?: boolean;
   /** Keys written before mirroring starts, then `mirror --backfill`. */
   readonly backfill?: boolean;
+  /** Source servers the client spreads its keys over (default 1), each mirrored into the one new pool. */
+  readonly sources?: number;
 }
 
 const VARIANTS: Variant[] = [
@@ -200,9 +204,11 @@ const VARIANTS: Variant[] = [
   },
   {
     client: 'dalli',
-    label: 'Dalli (default protocol), --backfill of keys written before mirroring',
+    label: 'Dalli (default protocol), --backfill of keys written before mirroring, 2 source servers into 3',
     backfill: true,
+    sources: 2,
   },
+  { client: 'pylibmc', label: 'pylibmc binary, 2 source servers into 3', binary: true, sources: 2 },
 ];
 
 /** Clients whose scripts store integers under their own flags (test/clients). */
@@ -223,18 +229,24 @@ describe('mirror: real-client conformance (real memcached -I 2m, real tcpdump on
     it(variant.label, async (t) => {
       const options = { binary: variant.binary ?? false, noreply: variant.noreply ?? false };
       const backfill = variant.backfill ?? false;
+      const hash = REAL_CLIENTS[variant.client].hash;
       const rig = await mirrorRig({
-        hash: REAL_CLIENTS[variant.client].hash,
+        hash,
+        sources: variant.sources ?? 1,
         targets: 3,
         ...(backfill
           ? {
               backfill: { rate: 5000, batchKeys: 100 },
-              beforeCapture: async (source) => {
-                await runClient(variant.client, { servers: [source.address], ...options, ops: BEFORE });
+              beforeCapture: async (_, sources) => {
+                const servers = sources.map((s) => s.address);
+                await runClient(variant.client, { servers, ...options, ops: BEFORE });
               },
             }
           : {}),
       });
+      const sourceServers = rig.sources.map((s) => s.address);
+      // The source pool as the client places keys on it, for reading a key's raw flags and TTL.
+      const sourcePool = new PoolClient(parsePoolSpec(sourceServers.join(','), hash, { name: 'old' }));
       try {
         const { ops, keys } = workload({
           quiet: variant.quiet ?? false,
@@ -250,14 +262,14 @@ describe('mirror: real-client conformance (real memcached -I 2m, real tcpdump on
         const resumed = stalled
           ? new Promise((resolve) => setTimeout(resolve, 3000)).then(() => stalled.process.kill('SIGCONT'))
           : undefined;
-        const run = await runClient(variant.client, { servers: [rig.source.address], ...options, ops });
+        const run = await runClient(variant.client, { servers: sourceServers, ...options, ops });
         await resumed;
         await waitForRequests(rig.job, ops.length);
         if (backfill) {
-          // The copy finishes by itself (bounded wait).
+          // The copies (one per source) finish by themselves (bounded wait).
           for (let i = 0; i < 300; i++) {
-            const state = rig.job.summary().backfill?.[0];
-            if (state?.report || state?.error) break;
+            const states = rig.job.summary().backfill ?? [];
+            if (states.every((state) => state.report || state.error)) break;
             await new Promise((resolve) => setTimeout(resolve, 100));
           }
         }
@@ -265,7 +277,7 @@ describe('mirror: real-client conformance (real memcached -I 2m, real tcpdump on
         assert.equal(summary.error, undefined);
         const read: ClientOp[] = [['read', 1, keys]];
         const fromSource = await runClient(variant.client, {
-          servers: [rig.source.address],
+          servers: sourceServers,
           ...options,
           ops: read,
         });
@@ -289,7 +301,7 @@ describe('mirror: real-client conformance (real memcached -I 2m, real tcpdump on
         if (variant.spaces) assert.equal(source[LONG_SPACE_KEY], b64('long with spaces!'), said);
         if (TYPED.has(variant.client)) {
           // Stored with the client's flags for an integer: the flags compared below are not all 0.
-          const flags = (await item(rig.sourceClient, 'flags:int'))?.flags;
+          const flags = (await item(sourcePool.clientFor('flags:int'), 'flags:int'))?.flags;
           assert.ok(flags !== undefined && flags !== 0, `flags:int has flags ${flags}`);
         }
         if (backfill) {
@@ -300,19 +312,23 @@ describe('mirror: real-client conformance (real memcached -I 2m, real tcpdump on
           assert.equal(target['pre:kept'], source['pre:kept'], 'pre:kept copied');
           assert.equal(target['pre:big'], source['pre:big'], 'pre:big copied');
         }
-        const replay = summary.routes[0]!.replay;
-        const copy = summary.backfill?.[0];
+        const copies = summary.backfill ?? [];
         if (backfill) {
-          assert.equal(copy?.error, undefined);
-          assert.ok(copy?.report, 'the backfill finished');
+          assert.equal(copies.length, rig.sources.length);
+          for (const copy of copies) {
+            assert.equal(copy.error, undefined);
+            assert.ok(copy.report, 'the backfill finished');
+          }
         }
-        // Keys deleted instead of written, keys whose writes were dropped and deleted later, and
-        // keys the backfill did not copy (each counted by reason).
+        const sum = (values: Iterable<number>): number => [...values].reduce((a, b) => a + b, 0);
+        // Over every route: keys deleted instead of written, keys whose writes were dropped and
+        // deleted later, and keys the backfill did not copy (each counted by reason).
         const invalidations =
-          Object.values(replay.invalidatedBy).reduce((a, b) => a + b, 0) +
-          replay.invalidated +
-          replay.dropped +
-          Object.values(copy?.report?.skipped ?? {}).reduce((a, b) => a + b, 0);
+          sum(
+            summary.routes.map(
+              ({ replay }) => sum(Object.values(replay.invalidatedBy)) + replay.invalidated + replay.dropped,
+            ),
+          ) + sum(copies.map((copy) => sum(Object.values(copy.report?.skipped ?? {}))));
         const counts: Counts = {
           touched: keys.length,
           equal: 0,
@@ -335,7 +351,10 @@ describe('mirror: real-client conformance (real memcached -I 2m, real tcpdump on
           }
           // Meta reads the raw flags and TTL of every key it can carry (the 198-byte spaced one it cannot).
           const raw = metaKeyFits(Buffer.from(key))
-            ? await Promise.all([item(rig.sourceClient, key), item(rig.targetClient.clientFor(key), key)])
+            ? await Promise.all([
+                item(sourcePool.clientFor(key), key),
+                item(rig.targetClient.clientFor(key), key),
+              ])
             : undefined;
           if (t !== s || (raw !== undefined && raw[0]?.flags !== raw[1]?.flags)) {
             counts.wrong++;
@@ -363,8 +382,13 @@ describe('mirror: real-client conformance (real memcached -I 2m, real tcpdump on
           `${counts.missingInvalidated} keys missing, ${invalidations} invalidations counted`,
         );
         assert.equal(source.injected ?? null, null);
-        assert.equal(replay.failed, 0, JSON.stringify(replay));
+        for (const { replay } of summary.routes) assert.equal(replay.failed, 0, JSON.stringify(replay));
+        if (rig.sources.length > 1) {
+          // The client spread its keys over every source, and each route mirrored some.
+          for (const { replay } of summary.routes) assert.ok(replay.applied > 0, JSON.stringify(replay));
+        }
       } finally {
+        sourcePool.destroy();
         await rig.close();
       }
     });
