@@ -172,15 +172,25 @@ describe('mirror: memory bounded in bytes (real memcached, real tcpdump on lo)',
       mirror.child.kill('SIGINT');
       await mirror.exited;
       const summary = JSON.parse(mirror.stdout()) as {
-        operations: { shedPartialValues: number; shedValues: number; protocolErrors: number };
+        operations: { shedPartialValues: number; protocolErrors: number };
+        capture: { flows: { gaps: number } };
+        kernel: { droppedByKernel?: number } | undefined;
         pendingBytes: { used: number; max: number };
         routes: { replay: { invalidatedBy: Record<string, number> } }[];
       };
       assert.ok(peak < PENDING + CONSTANT, `peak RSS ${(peak / MIB).toFixed(0)} MiB`);
       assert.equal(summary.pendingBytes.max, PENDING);
-      // The budget holds 16 values of 999 KB: nearly all the others are skipped by their length.
-      assert.ok(summary.operations.shedPartialValues >= FLOWS - 20, JSON.stringify(summary.operations));
-      assert.equal(summary.operations.protocolErrors, 0);
+      const operations = summary.operations;
+      const invalidated = summary.routes[0]!.replay.invalidatedBy;
+      // The budget holds 16 values of 999 KB: nearly all the others are skipped by their length. A
+      // packet lost on a busy machine costs its flow a resync instead (its key invalidated as unknown).
+      const lost = summary.capture.flows.gaps + (summary.kernel?.droppedByKernel ?? 0);
+      const shed = lost === 0 ? FLOWS - 20 : FLOWS / 2;
+      assert.ok(operations.shedPartialValues >= shed, JSON.stringify({ operations, lost }));
+      assert.ok((invalidated.over_budget ?? 0) >= shed, JSON.stringify(invalidated));
+      if (lost === 0) assert.equal(operations.protocolErrors, 0, JSON.stringify(summary));
+      // The operator is told, on stderr (rate-limited), that values are being turned away.
+      assert.match(mirror.stderr(), /warning: the pending byte budget \(--max-pending-bytes \d+\) is full/);
       let equal = 0;
       let absent = 0;
       for (let i = 0; i < FLOWS; i++) {
@@ -188,18 +198,19 @@ describe('mirror: memory bounded in bytes (real memcached, real tcpdump on lo)',
         assert.ok(src?.value.equals(valueOf(i)), `${key(i)}: the source holds the whole value`);
         if (dst === undefined) absent++;
         else {
-          assert.ok(dst.value.equals(valueOf(i)), `${key(i)}: a wrong value on the target`);
+          assert.ok(
+            dst.value.equals(valueOf(i)),
+            `${key(i)}: a wrong value on the target (${dst.value.length} bytes)`,
+          );
           equal++;
         }
       }
       assert.equal(await targetClient.get('victim'), undefined, 'a value was read as commands');
-      const invalidated = summary.routes[0]!.replay.invalidatedBy;
       // Every key missing on the target was deleted there for a counted reason.
       assert.ok(
         absent <= (invalidated.over_budget ?? 0) + (invalidated.unknown ?? 0),
         JSON.stringify(invalidated),
       );
-      assert.ok((invalidated.over_budget ?? 0) >= FLOWS - 20, JSON.stringify(invalidated));
       assert.equal(equal + absent, FLOWS);
     } finally {
       for (const socket of sockets) socket.destroy();

@@ -619,6 +619,69 @@ describe('memory of values still arriving', () => {
   });
 });
 
+describe('gaps inside values', () => {
+  it('skips a text data block a gap fell into by its declared length: no hunt, the key invalidated, the next request paired', () => {
+    const h = harness();
+    const value = 'ab\r\nset victim 0 0 6\r\nforged\r\nyz';
+    h.send('request', `set big 0 0 ${value.length}\r\n${value.slice(0, 3)}`);
+    h.extractor.gap(h.flow, 'request', 10);
+    h.send('request', `${value.slice(13)}\r\nset next 0 0 1\r\nx\r\n`);
+    h.send('response', 'STORED\r\nSTORED\r\n');
+    assert.deepEqual(h.ops.map(show), [
+      'text set big stored flags=0 exp=0',
+      'text set next stored value=x flags=0 exp=0',
+    ]);
+    const c = h.extractor.counters;
+    assert.equal(c.gapsInValues, 1);
+    assert.equal(c.resyncs + c.protocolErrors + c.mismatchedResponses, 0);
+  });
+
+  it('stays in step when a gap ends exactly with the data block, and resyncs when it runs past it', () => {
+    const h = harness();
+    h.send('request', 'set a 0 0 6\r\nab');
+    h.extractor.gap(h.flow, 'request', 6); // 'cdef\r\n'
+    h.send('request', 'set b 0 0 1\r\nb\r\n');
+    h.send('response', 'STORED\r\nSTORED\r\n');
+    assert.deepEqual(h.ops.map(show), [
+      'text set a stored flags=0 exp=0',
+      'text set b stored value=b flags=0 exp=0',
+    ]);
+    h.send('request', 'set c 0 0 6\r\nab');
+    h.extractor.gap(h.flow, 'request', 7); // past the block: the next request's first byte is lost too
+    assert.equal(h.extractor.counters.resyncs, 1);
+  });
+
+  it('skips a binary value a gap fell into, and a read reply whose value a gap fell into fills nothing', () => {
+    const h = harness();
+    const value = Buffer.from('0123456789'.repeat(10));
+    const big = Buffer.concat(encodeBinaryStore(BinaryOpcode.Set, Buffer.from('big'), value, 3, 0, 0n, 1));
+    const next = Buffer.concat(
+      encodeBinaryStore(BinaryOpcode.Set, Buffer.from('n'), Buffer.from('x'), 0, 0, 0n, 2),
+    );
+    h.send('request', big.subarray(0, 50));
+    h.extractor.gap(h.flow, 'request', 30);
+    h.send('request', Buffer.concat([big.subarray(80), next]));
+    h.send(
+      'response',
+      Buffer.concat([
+        ...encodeBinaryResponse({ opcode: BinaryOpcode.Set, opaque: 1 }),
+        ...encodeBinaryResponse({ opcode: BinaryOpcode.Set, opaque: 2 }),
+      ]),
+    );
+    assert.deepEqual(h.ops.map(show), [
+      'binary set big stored flags=3 exp=0',
+      'binary set n stored value=x flags=0 exp=0',
+    ]);
+    const t = harness();
+    t.send('request', 'get k\r\n');
+    t.send('response', 'VALUE k 0 20\r\n0123');
+    t.extractor.gap(t.flow, 'response', 6);
+    t.send('response', '0123456789\r\nEND\r\n');
+    assert.deepEqual(t.ops.map(show), ['text get k hit']);
+    assert.equal(t.extractor.counters.gapsInValues, 1);
+  });
+});
+
 describe('gaps, mid-stream joins and garbage', () => {
   it('a request gap reports pending mutations as unknown, resyncs at the next command, trusts replies once idle', () => {
     const h = harness({ settleMicros: 1000 });

@@ -48,6 +48,8 @@ export interface OperationCounters {
   resyncs: number;
   gaps: number;
   gapBytes: number;
+  /** Gaps that fell inside a data block of known length: skipped by it, the flow stayed in step. */
+  gapsInValues: number;
   /** Storage requests whose value was over the value limit: skipped by its length, the key invalidated. */
   oversizeValues: number;
   /** Values not kept while awaiting their reply, the pending byte budget being spent: the key is invalidated. */
@@ -105,6 +107,7 @@ export function zeroOperationCounters(): OperationCounters {
     resyncs: 0,
     gaps: 0,
     gapBytes: 0,
+    gapsInValues: 0,
     protocolErrors: 0,
     oversizeValues: 0,
     shedValues: 0,
@@ -226,10 +229,20 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     this.feed(buf, false);
   }
 
-  /** Bytes of one direction were lost: what is pending can no longer be paired, and that direction hunts. */
-  gap(isRequest: boolean): void {
+  /**
+   * `missingBytes` of one direction were lost. Inside a data block of known
+   * length the flow stays in step: the block is skipped by that length and
+   * its frame reported without it (a write's key is invalidated, a read fills
+   * nothing). Otherwise what is pending can no longer be paired, and that
+   * direction hunts.
+   */
+  gap(isRequest: boolean, missingBytes: number): void {
     this.ctx.counters.gaps++;
-    this.outOfStep(isRequest);
+    const skipped = isRequest
+      ? !this.requestHunt && this.requests.skipLost(missingBytes, this.onRequestFrame)
+      : !this.responseHunt && this.responses.skipLost(missingBytes, this.onResponseFrame);
+    if (skipped) this.ctx.counters.gapsInValues++;
+    else this.outOfStep(isRequest);
   }
 
   /** The connection ended: quiet requests had their silent outcome only if every reply was seen (both FINs). */
@@ -301,7 +314,9 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     if (value === SKIPPED_VALUE) {
       p.value = undefined;
       if (this.requests.shedFrame) p.shed = true;
-      else {
+      else if (this.requests.lostFrame) {
+        // Part of it was lost in a gap: the key is invalidated as of unknown content.
+      } else {
         p.oversize = true;
         this.ctx.counters.oversizeValues++;
       }

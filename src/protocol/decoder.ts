@@ -84,6 +84,7 @@ export class FrameDecoder<F> {
   private consumed = 0;
   private failure: ProtocolError | undefined;
   private shedding = false;
+  private lost = false;
   /** Frames handed out with their data block skipped for want of budget. */
   sheds = 0;
 
@@ -105,6 +106,58 @@ export class FrameDecoder<F> {
   /** During a frame's call: its data block was skipped because the budget had no room for it. */
   get shedFrame(): boolean {
     return this.shedding;
+  }
+
+  /** During a frame's call: part of its data block was lost (`skipLost`), so the block is not handed out. */
+  get lostFrame(): boolean {
+    return this.lost;
+  }
+
+  /**
+   * `bytes` of the stream were lost. When they fall inside a data block whose
+   * length is known (one being skipped, or one being held whose frame head
+   * is whole), the decoder stays in step: it skips the rest of that block
+   * by its declared length, handing out the held frame with its block
+   * skipped (`lostFrame` during the call). Returns false when the loss may
+   * cover a message boundary; the caller must then resynchronise.
+   */
+  skipLost(bytes: number, onFrame: (frame: F) => void): boolean {
+    if (this.failure !== undefined) return false;
+    if (this.skipping > 0) {
+      if (bytes > this.skipping) return false;
+      this.skipping -= bytes;
+      this.consumed += bytes;
+      return true;
+    }
+    const held = this.frame;
+    if (held === undefined || bytes > this.need - this.pendingBytes) return false;
+    const buf = held.subarray(0, this.pendingBytes);
+    const cursor = this.cursor;
+    cursor.skip = 0;
+    cursor.shed = true;
+    let frame: F | undefined;
+    try {
+      frame = this.parser.parse(buf, 0, cursor);
+    } catch {
+      frame = undefined;
+    } finally {
+      cursor.shed = false;
+    }
+    const skip = cursor.skip ?? 0;
+    // The head is not whole, or the frame has no data block: the lost bytes are not a value's.
+    if (frame === undefined || skip === 0) return false;
+    const block = skip - (buf.length - cursor.end);
+    if (bytes > block) return false;
+    this.dropPending();
+    this.consumed += buf.length + bytes;
+    this.skipping = block - bytes;
+    this.lost = true;
+    try {
+      onFrame(frame);
+    } finally {
+      this.lost = false;
+    }
+    return true;
   }
 
   push(chunk: Buffer, onFrame: (frame: F) => void): void {
