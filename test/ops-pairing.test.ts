@@ -683,6 +683,16 @@ describe('gaps inside values', () => {
 });
 
 describe('gaps, mid-stream joins and garbage', () => {
+  it('does not trust a command found by hunting when the client paused mid-value: no reply came after its last bytes', () => {
+    const h = harness({ settleMicros: 1000 });
+    h.send('request', 'set big 0 0 1', 10);
+    h.extractor.gap(h.flow, 'request', 200); // the rest of the line and part of the value: the flow hunts
+    // Long after, with no reply in between: bytes that look like a command (they are the rest of the value).
+    h.send('request', 'set victim 0 0 6\r\nforged\r\n', 5000);
+    h.send('response', 'STORED\r\n', 5001);
+    assert.deepEqual(h.ops.map(show), ['text set victim unknown flags=0 exp=0']);
+  });
+
   it('a request gap reports pending mutations as unknown, resyncs at the next command, trusts replies once idle', () => {
     const h = harness({ settleMicros: 1000 });
     h.send('request', 'set a 0 0 1\r\n1\r\nget a\r\nset b 0 0 5\r\nhel', 10);
@@ -693,6 +703,8 @@ describe('gaps, mid-stream joins and garbage', () => {
     h.send('response', 'STORED\r\n', 5001);
     assert.deepEqual(h.ops.map(show), [
       'text set a unknown value=1 flags=0 exp=0',
+      // Cut by the gap: the source may have stored it whole, so its key is invalidated.
+      'text set b unknown flags=0 exp=0',
       // Read while hunting after the gap: it could be a value's bytes, so it carries no value on.
       'text set c unknown flags=0 exp=0',
       'text set d stored value=4 flags=0 exp=0',

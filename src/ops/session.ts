@@ -164,6 +164,8 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   /** Timestamp of the request chunk being parsed. */
   protected now = 0;
   private lastResponseMicros = 0;
+  /** Capture time of the request chunk before the one being parsed. */
+  private lastRequestMicros = 0;
   private readonly requests: FrameDecoder<Req>;
   private readonly responses: FrameDecoder<Res>;
   private requestHunt: boolean;
@@ -172,6 +174,8 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   private responseCarry: Buffer | undefined;
   private readonly onRequestFrame: (frame: Req) => void;
   private readonly onResponseFrame: (frame: Res) => void;
+  /** A request whose value was lost: queued while out of step, never a reason to settle. */
+  private readonly onLostRequest: (frame: Req) => void;
 
   constructor(
     ctx: SessionContext,
@@ -194,6 +198,10 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       this.settleIfIdle();
       this.request(frame);
     };
+    this.onLostRequest = (frame) => {
+      this.ctx.counters.requests++;
+      this.request(frame);
+    };
     this.onResponseFrame = (frame) => {
       this.ctx.counters.responses++;
       if (this.responses.shedFrame) this.ctx.counters.shedPartialValues++;
@@ -212,11 +220,9 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   pushRequest(chunk: Buffer, timestampMicros: number): void {
     this.now = timestampMicros;
     let buf: Buffer | undefined = chunk;
-    if (this.requestHunt) {
-      buf = this.hunt(chunk, true);
-      if (buf === undefined) return;
-    }
-    this.feed(buf, true);
+    if (this.requestHunt) buf = this.hunt(chunk, true);
+    if (buf !== undefined) this.feed(buf, true);
+    this.lastRequestMicros = timestampMicros;
   }
 
   pushResponse(chunk: Buffer, timestampMicros: number): void {
@@ -492,6 +498,9 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     this.ctx.counters.resyncs++;
     this.flushPending();
     this.desynced = true;
+    // A request partway through its value when its place was lost: the source may have stored it
+    // whole, so its key is invalidated (queued unsure, after everything given up above).
+    if (isRequest) this.requests.dropHeld(this.onLostRequest);
     if (isRequest) {
       this.requestHunt = true;
       this.requestsTrusted = false;
@@ -504,13 +513,20 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     }
   }
 
-  /** Nothing pending and no reply for a while: every reply owed has been seen. */
+  /**
+   * Nothing pending and no reply for a while, the last reply sent after the
+   * client's last bytes: every reply owed has been seen, and the server had
+   * read a whole request when it last answered. (A client that paused in the
+   * middle of a value got no reply meanwhile: the bytes it sends next are
+   * still that value's, whatever they look like.)
+   */
   private settleIfIdle(): void {
     if (
       this.desynced &&
       this.queue.length === 0 &&
       !this.responseHunt &&
       this.responses.buffered === 0 &&
+      this.lastResponseMicros >= this.lastRequestMicros &&
       this.now - this.lastResponseMicros >= this.ctx.settleMicros
     ) {
       this.desynced = false;

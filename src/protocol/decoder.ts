@@ -129,9 +129,33 @@ export class FrameDecoder<F> {
       this.consumed += bytes;
       return true;
     }
-    const held = this.frame;
-    if (held === undefined || bytes > this.need - this.pendingBytes) return false;
-    const buf = held.subarray(0, this.pendingBytes);
+    const held = this.heldHead();
+    if (held === undefined || bytes > held.block) return false;
+    this.consumed += this.pendingBytes + bytes;
+    this.dropPending();
+    this.skipping = held.block - bytes;
+    this.handOutLost(held.frame, onFrame);
+    return true;
+  }
+
+  /**
+   * Hands out the frame being held, its data block skipped (`lostFrame`
+   * during the call), when its head is whole; then forgets it. For a stream
+   * that lost its place in that block: its key is known, its value is not.
+   */
+  dropHeld(onFrame: (frame: F) => void): boolean {
+    const held = this.failure === undefined ? this.heldHead() : undefined;
+    this.dropPending();
+    if (held === undefined) return false;
+    this.handOutLost(held.frame, onFrame);
+    return true;
+  }
+
+  /** The held frame parsed from its whole head with its data block skipped, and the block bytes still to come. */
+  private heldHead(): { frame: F; block: number } | undefined {
+    const buffer = this.frame;
+    if (buffer === undefined) return undefined;
+    const buf = buffer.subarray(0, this.pendingBytes);
     const cursor = this.cursor;
     cursor.skip = 0;
     cursor.shed = true;
@@ -144,20 +168,18 @@ export class FrameDecoder<F> {
       cursor.shed = false;
     }
     const skip = cursor.skip ?? 0;
-    // The head is not whole, or the frame has no data block: the lost bytes are not a value's.
-    if (frame === undefined || skip === 0) return false;
-    const block = skip - (buf.length - cursor.end);
-    if (bytes > block) return false;
-    this.dropPending();
-    this.consumed += buf.length + bytes;
-    this.skipping = block - bytes;
+    // The head is not whole, or the frame has no data block.
+    if (frame === undefined || skip === 0) return undefined;
+    return { frame, block: skip - (buf.length - cursor.end) };
+  }
+
+  private handOutLost(frame: F, onFrame: (frame: F) => void): void {
     this.lost = true;
     try {
       onFrame(frame);
     } finally {
       this.lost = false;
     }
-    return true;
   }
 
   push(chunk: Buffer, onFrame: (frame: F) => void): void {
