@@ -225,6 +225,16 @@ def store_python(servers, weights, options, keys):
     return run([PY, os.path.join(HERE, 'store.py'), path])
 
 
+def store_php_memcache(servers, weights, options, keys):
+    path, _ = job_file(servers, weights, options, keys)
+    return run(['php', os.path.join(HERE, 'store-memcache.php'), path])
+
+
+def store_perl(servers, weights, options, keys):
+    path, _ = job_file(servers, weights, options, keys)
+    return run(['perl', os.path.join(HERE, 'store.pl'), path])
+
+
 def store_node(servers, weights, options, keys):
     path, _ = job_file(servers, weights, options, keys)
     return run(['node', os.path.join(ROOT, 'dist', 'scripts', 'placement', 'store-node.js'), path])
@@ -327,10 +337,34 @@ def configurations():
         ('spymemcached-ketama', 'spymemcached KetamaConnectionFactory, AddrUtil.getAddresses',
          {'libspymemcached-java': version_of('libspymemcached-java')}, store_java,
          {'mode': 'ketama'}, 'all', False, 'spymemcached-ketama'),
+        ('pymemcache-bytes', 'pymemcache HashClient, bytes keys (key.encode("utf-8"))',
+         {'python3-pymemcache': version_of('python3-pymemcache'), 'python3': version_of('python3')},
+         store_python, {'client': 'pymemcache-bytes'}, 'all', False, 'pymemcache-bytes'),
+        ('memcache-plus', 'npm memcache-plus, new MemcachePlus({hosts: ["host:port", ...]})',
+         {'memcache-plus': npm_version('memcache-plus'), 'hashring': npm_version('hashring')}, store_node,
+         {'client': 'memcache-plus'}, 'all', False, 'memcache-plus'),
+        ('perl-cache-memcached', 'Cache::Memcached->new({servers => [["host:port", weight]]}), UTF-8 byte keys',
+         {'libcache-memcached-perl': version_of('libcache-memcached-perl'), 'perl': version_of('perl')},
+         store_perl, {'client': 'cache-memcached'}, 'all', True, 'perl-cache-memcached'),
+        ('perl-cache-memcached-fast', 'Cache::Memcached::Fast->new({servers => [{address, weight}]})',
+         {'libcache-memcached-fast-perl': version_of('libcache-memcached-fast-perl')},
+         store_perl, {'client': 'cache-memcached-fast'}, 'all', True, 'perl-cache-memcached-fast'),
+        ('perl-cache-memcached-fast-ketama-150', 'Cache::Memcached::Fast, ketama_points => 150',
+         {'libcache-memcached-fast-perl': version_of('libcache-memcached-fast-perl')},
+         store_perl, {'client': 'cache-memcached-fast', 'ketama_points': 150}, 'all', True,
+         'perl-cache-memcached-fast-ketama:150'),
         ('gomemcache', 'gomemcache memcache.New(servers...) (rejects non-ASCII keys)',
          {'golang-github-bradfitz-gomemcache-dev': version_of('golang-github-bradfitz-gomemcache-dev'),
           'golang-go': version_of('golang-go')}, store_go, {}, 'ascii', False, 'gomemcache'),
     ]
+    pecl = {'php8.2-memcache': version_of('php8.2-memcache')}
+    for strategy in ('consistent', 'standard'):
+        for function in ('crc32', 'fnv'):
+            rows.append(('php-memcache-%s-%s' % (strategy, function),
+                         'PECL memcache Memcache::addServer(host, port, false, weight), '
+                         'memcache.hash_strategy=%s, memcache.hash_function=%s' % (strategy, function),
+                         pecl, store_php_memcache, {'hash_strategy': strategy, 'hash_function': function},
+                         'all', True, 'php-memcache-%s:%s' % (strategy, function)))
     for hash_name in ('fnv1a_64', 'md5', 'one_at_a_time', 'fnv1_64', 'fnv1_32', 'fnv1a_32', 'crc16',
                       'crc32', 'crc32a', 'hsieh', 'murmur', 'jenkins'):
         main = hash_name in ('fnv1a_64', 'md5')
@@ -351,9 +385,15 @@ def configurations():
 
 def main():
     keys = make_keys()
+    only = [a for a in sys.argv[1:] if not a.startswith('--sets=')]
+    sets = [a[len('--sets='):].split(',') for a in sys.argv[1:] if a.startswith('--sets=')]
+    sets = sets[-1] if sets else ['ports', '11211', 'localhost']
     os.makedirs(OUT, exist_ok=True)
+    # Rows about to be recorded again are removed first; with a filter, the other rows stay.
     for name in os.listdir(OUT):
-        if name.endswith('.json'):
+        if name.endswith('.json') and name != 'keys.json' and (
+                not only or any(name.startswith(o) for o in only)) and any(
+                ('-%s.' % x) in name or ('-%s-' % x) in name for x in sets):
             os.remove(os.path.join(OUT, name))
     with open(os.path.join(OUT, 'keys.json'), 'w', encoding='utf-8') as f:
         json.dump({'generated_by': 'scripts/placement/produce.py (seed %d)' % SEED,
@@ -386,22 +426,32 @@ def main():
             procs.append(start_memcached(host, 11211))
             default_set.append((host, 11211))
 
-        only = sys.argv[1:]
+        # Server set "localhost": the "ports" servers written by host name, as most configurations
+        # are; clients hash the name as written (spymemcached: as Java resolves it, see below).
+        localhost_set = [('localhost', port) for _, port in ports_set]
         for stem, description, versions, store, options, keyset, weighted, distribution in configurations():
             if only and not any(stem.startswith(o) for o in only):
                 continue
             use_keys = keys if keyset == 'all' else ascii_only(keys)
             variants = []
-            for set_name, server_set in (('ports', ports_set), ('11211', default_set)):
-                for n in COUNTS:
+            for set_name, server_set, counts in (('ports', ports_set, COUNTS), ('11211', default_set, COUNTS),
+                                                 ('localhost', localhost_set, COUNTS[:1])):
+                if set_name not in sets:
+                    continue
+                for n in counts:
                     if weighted != 'only':
                         variants.append((set_name, server_set[:n], [1] * n))
-                    if weighted and set_name == 'ports':
+                    if weighted and set_name != '11211':
                         variants.append((set_name, server_set[:n], WEIGHTS[n]))
             for set_name, servers, weights in variants:
                 opts = dict(options)
                 if opts.pop('named', False):
                     opts['names'] = ['cache-%d' % (i + 1) for i in range(len(servers))]
+                names = opts.get('names')
+                if distribution == 'spymemcached-ketama' and set_name == 'localhost':
+                    # Java hashes InetSocketAddress.toString(): "localhost/127.0.0.1:port". memshift
+                    # refuses a bare host name for this distribution and takes this text as the name.
+                    names = ['localhost/127.0.0.1:%d' % p for _, p in servers]
                 started = time.time()
                 result = store(servers, weights, opts, use_keys)
                 owners = owners_of(servers, keys)
@@ -415,7 +465,7 @@ def main():
                     'distribution': distribution,
                     'servers': ['%s:%d' % s for s in servers],
                     'weights': weights,
-                    'server_names': opts.get('names'),
+                    'server_names': names,
                     'keys': 'keys.json' + ('' if keyset == 'all' else ' (ASCII keys only)'),
                     'stored': result['stored'],
                     'refused': result['failed'],

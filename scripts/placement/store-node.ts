@@ -1,6 +1,6 @@
 /**
  * Stores every key of a placement job through the npm clients `memcached`
- * (hashring) and `memjs`, for scripts/placement/produce.py. Built by tsc
+ * (hashring), `memjs` and `memcache-plus`, for scripts/placement/produce.py. Built by tsc
  * into dist/scripts/placement/store-node.js.
  *
  * Usage: node store-node.js JOB.json
@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 
 interface Job {
   servers: { host: string; port: number; weight: number }[];
-  options: { client: 'memcached' | 'memjs' };
+  options: { client: 'memcached' | 'memjs' | 'memcache-plus' };
   keys: string[];
 }
 
@@ -35,6 +35,13 @@ interface MemjsModule {
   };
 }
 
+interface MemcachePlusCtor {
+  new (options: Record<string, unknown>): {
+    set(key: string, value: string, ttl: number): Promise<unknown>;
+    disconnect(): Promise<unknown>;
+  };
+}
+
 const require = createRequire(import.meta.url);
 const job = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8')) as Job;
 let stored = 0;
@@ -52,6 +59,22 @@ if (job.options.client === 'memcached') {
     else failed++;
   }
   client.end();
+} else if (job.options.client === 'memcache-plus') {
+  const MemcachePlus = require('memcache-plus') as MemcachePlusCtor;
+  const client = new MemcachePlus({
+    hosts: job.servers.map((s) => `${s.host}:${s.port}`),
+    reconnect: false,
+    bufferBeforeError: 10000,
+  });
+  for (const key of job.keys) {
+    try {
+      await client.set(key, 'v', 0);
+      stored++;
+    } catch {
+      failed++;
+    }
+  }
+  await client.disconnect();
 } else {
   const memjs = require('memjs') as MemjsModule;
   const client = memjs.Client.create(job.servers.map((s) => `${s.host}:${s.port}`).join(','), {

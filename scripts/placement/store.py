@@ -1,7 +1,7 @@
 """Stores every key of a memshift placement job through a Python client.
 
 Usage: python3 store.py JOB.json   (see produce.py for the job format)
-options.client: pylibmc | pymemcache | python-memcached
+options.client: pylibmc | pymemcache | pymemcache-bytes | python-memcached
 """
 import json
 import sys
@@ -34,6 +34,16 @@ elif opts['client'] == 'pymemcache':
     for key in keys:
         try:
             client.set(key, 'v', noreply=False)
+            stored += 1
+        except Exception:
+            failed += 1
+elif opts['client'] == 'pymemcache-bytes':
+    # The application hands HashClient bytes: the server stores the bytes, the hash sees their repr.
+    from pymemcache.client.hash import HashClient
+    client = HashClient([(s['host'], s['port']) for s in servers], connect_timeout=2, timeout=2)
+    for key in keys:
+        try:
+            client.set(key.encode('utf-8'), 'v', noreply=False)
             stored += 1
         except Exception:
             failed += 1

@@ -30,6 +30,8 @@ export interface CheckpointSource {
 
 export interface CheckpointState {
   readonly version: 1;
+  /** Which job wrote it; absent: a copy (written before repair existed). */
+  readonly job?: 'copy' | 'repair';
   readonly from: string[];
   readonly to: string[];
   readonly order: string;
@@ -39,7 +41,7 @@ export interface CheckpointState {
 
 export class CheckpointMismatchError extends MemshiftError {
   constructor(file: string, reason: string) {
-    super('MEMSHIFT_ERR_CHECKPOINT', `${file}: ${reason}; start a new copy without --resume`);
+    super('MEMSHIFT_ERR_CHECKPOINT', `${file}: ${reason}; start again without --resume`);
   }
 }
 
@@ -63,10 +65,10 @@ export async function readCheckpoint(file: string): Promise<CheckpointState | un
   try {
     state = JSON.parse(text) as CheckpointState;
   } catch {
-    throw new MemshiftError('MEMSHIFT_ERR_CHECKPOINT', `${file}: not a memshift copy checkpoint`);
+    throw new MemshiftError('MEMSHIFT_ERR_CHECKPOINT', `${file}: not a memshift checkpoint`);
   }
   if (state.version !== 1 || !Array.isArray(state.sources)) {
-    throw new MemshiftError('MEMSHIFT_ERR_CHECKPOINT', `${file}: not a memshift copy checkpoint`);
+    throw new MemshiftError('MEMSHIFT_ERR_CHECKPOINT', `${file}: not a memshift checkpoint`);
   }
   return state;
 }

@@ -237,6 +237,7 @@ class CopyJob {
     if (file !== undefined && this.options.resume) {
       const state = await readCheckpoint(file);
       if (!state) throw new CheckpointMismatchError(file, 'no checkpoint to resume from');
+      if (state.job === 'repair') throw new CheckpointMismatchError(file, "it is a repair's checkpoint");
       const same = (a: string[], b: readonly { address: string }[]): boolean =>
         a.length === b.length && a.every((x, i) => x === b[i]!.address);
       if (!same(state.from, from.servers) || !same(state.to, to.servers)) {
@@ -268,6 +269,7 @@ class CopyJob {
     if (file !== undefined && !resumed) {
       this.state = {
         version: 1,
+        job: 'copy',
         from: from.servers.map((s) => s.address),
         to: to.servers.map((s) => s.address),
         order: this.options.order ?? 'hottest',

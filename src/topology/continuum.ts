@@ -10,6 +10,18 @@ export type TieBreak = 'first' | 'last';
 /** Insertion order fits in 21 bits next to a 32-bit value inside a double's 53-bit mantissa. */
 const ORDER_BITS = 0x200000;
 
+/** The most points a continuum holds. */
+export const MAX_POINTS = ORDER_BITS - 1;
+
+/** Refuses, before any point is computed, a ring whose weights ask for more than MAX_POINTS. */
+export function checkPointCount(what: string, points: number): void {
+  if (points > MAX_POINTS) {
+    throw new RangeError(
+      `${what} would put ${points} points on its ring (memshift holds at most ${MAX_POINTS}): lower the weights`,
+    );
+  }
+}
+
 /** The top bits of a hash pick a bucket of the ring, so a lookup searches a handful of points. */
 const BUCKET_SHIFT = 20;
 const BUCKETS = 1 << (32 - BUCKET_SHIFT);

@@ -12,7 +12,10 @@ import { nodeMemcachedRing } from './hashring.js';
 import { libmemcachedConsistent, libmemcachedKetama, spymemcachedKetama } from './ketama.js';
 import { MapDistribution } from './map.js';
 import { gomemcache, libmemcachedModula, memjs, pythonMemcached, spymemcachedDefault } from './modula.js';
-import { pymemcacheRendezvous } from './rendezvous.js';
+import { perlCacheMemcached, perlCacheMemcachedFast, perlCacheMemcachedFastKetama } from './perl.js';
+import { PHP_MEMCACHE_HASHES, phpMemcacheConsistent, phpMemcacheStandard } from './php-memcache.js';
+import { memcachePlusRing } from './hashring.js';
+import { pymemcacheBytesRendezvous, pymemcacheRendezvous } from './rendezvous.js';
 import { twemproxyKetama, twemproxyModula } from './twemproxy.js';
 import type { Distribution, KeyHash } from './ring.js';
 import type { Server } from './server.js';
@@ -25,6 +28,16 @@ export interface DistributionContext {
   readonly keyHash: KeyHash | undefined;
   /** For `map`: the pool whose servers are paired, in order, with these. */
   readonly source: { readonly servers: readonly Server[]; readonly distribution: Distribution } | undefined;
+  /** The number given with `name:N`, for a distribution that takes one. */
+  readonly parameter: number | undefined;
+}
+
+/** A number a distribution takes after `name:` (Cache::Memcached::Fast's ketama_points). */
+export interface DistributionParameter {
+  /** What the number is, for messages. */
+  readonly what: string;
+  readonly min: number;
+  readonly max: number;
 }
 
 export interface DistributionSpec {
@@ -38,6 +51,8 @@ export interface DistributionSpec {
   /** Key hash functions accepted after `name:`; absent when the distribution takes none. */
   readonly keyHashes?: ReadonlyMap<string, KeyHash>;
   readonly defaultKeyHash?: string;
+  /** A number required after `name:`; absent when the distribution takes none. */
+  readonly parameter?: DistributionParameter;
   create(servers: readonly Server[], context: DistributionContext): Distribution;
 }
 
@@ -99,9 +114,20 @@ export const DISTRIBUTIONS: readonly DistributionSpec[] = [
   {
     name: 'pymemcache',
     aliases: ['pymemcache-hash', 'rendezvous'],
-    matches: 'pymemcache HashClient (rendezvous hashing, murmur3_32 of "host:port-key"); no weights',
+    matches:
+      'pymemcache HashClient given str keys (rendezvous hashing, murmur3_32 of "host:port-key"); ' +
+      'bytes keys are `pymemcache-bytes`; no weights',
     weights: false,
     create: (servers) => pymemcacheRendezvous(servers),
+  },
+  {
+    name: 'pymemcache-bytes',
+    aliases: [],
+    matches:
+      "pymemcache HashClient given bytes keys under Python 3 (it hashes \"host:port-b'key'\", the key's repr); " +
+      'an application that passes str keys is `pymemcache`',
+    weights: false,
+    create: (servers) => pymemcacheBytesRendezvous(servers),
   },
   {
     name: 'node-memcached',
@@ -112,11 +138,21 @@ export const DISTRIBUTIONS: readonly DistributionSpec[] = [
     create: (servers) => nodeMemcachedRing(servers),
   },
   {
+    name: 'memcache-plus',
+    aliases: ['npm-memcache-plus'],
+    matches:
+      'npm `memcache-plus` (hashring with its defaults: like node-memcached, but "host:port-i" even on ' +
+      'port 11211, and no weights)',
+    weights: false,
+    create: (servers) => memcachePlusRing(servers),
+  },
+  {
     name: 'spymemcached-ketama',
     aliases: ['spy-ketama', 'java-ketama'],
     matches:
-      'spymemcached KetamaConnectionFactory (KETAMA_HASH, node keys "ip:port-i"; a server given by ' +
-      'hostname needs its name set to Java\'s "hostname/ip:port")',
+      'spymemcached KetamaConnectionFactory (KETAMA_HASH, node keys "ip:port-i"); a server given by ' +
+      'host name is refused unless its name is Java\'s "hostname/ip:port" (`localhost:11211 ' +
+      'localhost/127.0.0.1:11211`)',
     weights: true,
     create: (servers) => spymemcachedKetama(servers),
   },
@@ -147,6 +183,55 @@ export const DISTRIBUTIONS: readonly DistributionSpec[] = [
     matches: 'python-memcached memcache.Client (cmemcache_hash % buckets, a server repeated weight times)',
     weights: true,
     create: (servers) => pythonMemcached(servers),
+  },
+  {
+    name: 'php-memcache-consistent',
+    aliases: ['php-memcache', 'pecl-memcache'],
+    matches:
+      'PHP PECL memcache (the Memcache class) memcache.hash_strategy=consistent (its default) with ' +
+      'memcache.hash_function crc32 (default) or fnv, e.g. php-memcache-consistent:fnv; 160 points ' +
+      'per unit of weight from "host:port-i", looked up through a 1024-entry table',
+    weights: true,
+    keyHashes: PHP_MEMCACHE_HASHES,
+    defaultKeyHash: 'crc32',
+    create: (servers, { keyHash }) => phpMemcacheConsistent(servers, keyHash),
+  },
+  {
+    name: 'php-memcache-standard',
+    aliases: ['pecl-memcache-standard'],
+    matches:
+      'PHP PECL memcache (the Memcache class) memcache.hash_strategy=standard with memcache.hash_function ' +
+      'crc32 (default) or fnv: 15 bits of the hash % buckets, a server repeated weight times',
+    weights: true,
+    keyHashes: PHP_MEMCACHE_HASHES,
+    defaultKeyHash: 'crc32',
+    create: (servers, { keyHash }) => phpMemcacheStandard(servers, keyHash),
+  },
+  {
+    name: 'perl-cache-memcached',
+    aliases: ['cache-memcached'],
+    matches: 'Perl Cache::Memcached ((crc32 >> 16) & 0x7fff % buckets, a server repeated weight times)',
+    weights: true,
+    create: (servers) => perlCacheMemcached(servers),
+  },
+  {
+    name: 'perl-cache-memcached-fast',
+    aliases: ['cache-memcached-fast'],
+    matches:
+      'Perl Cache::Memcached::Fast without ketama_points (its default, meant to match Cache::Memcached; ' +
+      'weights scale a continuum)',
+    weights: true,
+    create: (servers) => perlCacheMemcachedFast(servers),
+  },
+  {
+    name: 'perl-cache-memcached-fast-ketama',
+    aliases: ['cache-memcached-fast-ketama'],
+    matches:
+      'Perl Cache::Memcached::Fast with ketama_points => N, written perl-cache-memcached-fast-ketama:N ' +
+      '(CRC-32 points from "host\\0port", N * weight per server)',
+    weights: true,
+    parameter: { what: 'ketama_points', min: 1, max: 100000 },
+    create: (servers, { parameter }) => perlCacheMemcachedFastKetama(servers, parameter ?? 0),
   },
   {
     name: 'twemproxy-ketama',
@@ -203,6 +288,8 @@ export interface ParsedHashName {
   readonly spec: DistributionSpec;
   /** The key hash function name, when one was given or the distribution has a default. */
   readonly keyHashName: string | undefined;
+  /** The number after `name:`, for a distribution that takes one. */
+  readonly parameter: number | undefined;
 }
 
 /**
@@ -222,13 +309,21 @@ export function parseHashName(text: string, keyHashName?: string): ParsedHashNam
   const spec = BY_NAME.get(name);
   if (!spec)
     return `unknown distribution '${name}' (allowed: ${DISTRIBUTIONS.map((d) => d.name).join(', ')})`;
+  if (spec.parameter) {
+    const { what, min, max } = spec.parameter;
+    const n = fn === undefined ? NaN : Number(fn);
+    if (fn === undefined || !/^\d+$/.test(fn) || n < min || n > max) {
+      return `${spec.name} needs its ${what} as ${spec.name}:N with N an integer ${min}-${max} (got '${fn ?? ''}')`;
+    }
+    return { spec, keyHashName: fn, parameter: n };
+  }
   if (fn !== undefined) {
     if (!spec.keyHashes) return `${spec.name} takes no hash function (got '${fn}')`;
     if (!spec.keyHashes.has(fn)) {
       return `unknown hash function '${fn}' for ${spec.name} (allowed: ${[...spec.keyHashes.keys()].join(', ')})`;
     }
   }
-  return { spec, keyHashName: fn ?? spec.defaultKeyHash };
+  return { spec, keyHashName: fn ?? spec.defaultKeyHash, parameter: undefined };
 }
 
 export interface CreateDistributionOptions {
@@ -252,7 +347,7 @@ export function createDistribution(
   const keyHash =
     parsed.keyHashName === undefined ? undefined : parsed.spec.keyHashes?.get(parsed.keyHashName);
   try {
-    return parsed.spec.create(servers, { keyHash, source: options.source });
+    return parsed.spec.create(servers, { keyHash, source: options.source, parameter: parsed.parameter });
   } catch (err) {
     if (err instanceof RangeError) throw new ConfigError(where, 'hash', err.message);
     throw err;

@@ -285,6 +285,13 @@ export function crc32(bytes: Uint8Array): number {
   return (crc ^ -1) >>> 0;
 }
 
+/** CRC-32 of the bytes that gave `crc` followed by `bytes` (zlib's crc32(crc, buf, len)). */
+export function crc32Add(crc: number, bytes: Uint8Array): number {
+  let c = ~crc;
+  for (let i = 0; i < bytes.length; i++) c = CRC32_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
 /** libmemcached's and twemproxy's "crc32": the high half of CRC-32, 15 bits (not the standard value). */
 export function crc32Libmemcached(bytes: Uint8Array): number {
   return (crc32(bytes) >>> 16) & 0x7fff;

@@ -24,6 +24,23 @@ export function hashringDigestCount(weight: number, total: number, servers: numb
 export function nodeMemcachedRing(servers: readonly Server[]): Distribution {
   // The client talks to a lone server without consulting the ring.
   if (servers.length === 1) return ONLY_SERVER;
+  return hashringKetama(servers, true);
+}
+
+/**
+ * npm memcache-plus: `new HashRing(["host:port", ...])` with hashring's
+ * defaults, so no default port (every point name is "host:port-i") and every
+ * weight 1; otherwise the same ring as node-memcached.
+ */
+export function memcachePlusRing(servers: readonly Server[]): Distribution {
+  if (servers.length === 1) return ONLY_SERVER;
+  return hashringKetama(
+    servers.map((s) => ({ ...s, weight: 1 })),
+    false,
+  );
+}
+
+function hashringKetama(servers: readonly Server[], dropDefaultPort: boolean): Distribution {
   let total = 0;
   for (const s of servers) total += s.weight;
   const values: number[] = [];
@@ -31,7 +48,8 @@ export function nodeMemcachedRing(servers: readonly Server[]): Distribution {
   const words = new Uint32Array(4);
   servers.forEach((server, index) => {
     const digests = hashringDigestCount(server.weight, total, servers.length);
-    const prefix = server.port === KETAMA_DEFAULT_PORT ? server.host : `${server.host}:${server.port}`;
+    const prefix =
+      dropDefaultPort && server.port === KETAMA_DEFAULT_PORT ? server.host : `${server.host}:${server.port}`;
     for (let i = 0; i < digests; i++) {
       md5Words(Buffer.from(`${prefix}-${i}`, 'utf8'), words);
       for (let r = 0; r < REPLICAS; r++) {

@@ -8,6 +8,8 @@ export * from './hashring.js';
 export * from './ketama.js';
 export * from './map.js';
 export * from './modula.js';
+export * from './perl.js';
+export * from './php-memcache.js';
 export * from './pool.js';
 export * from './rendezvous.js';
 export { CeilRing, FloorRing, ONLY_SERVER } from './ring.js';

@@ -6,6 +6,7 @@
  * points a weight buys (each rounds through 32-bit floats, so the arithmetic
  * is reproduced with Math.fround), and in which point wins a tie.
  */
+import { isIPv4, isIPv6 } from 'node:net';
 import { Continuum } from './continuum.js';
 import { md5First32, md5Words, oneAtATime } from './hashes.js';
 import { CeilRing, ONLY_SERVER, type Distribution, type KeyHash } from './ring.js';
@@ -109,14 +110,58 @@ export function libmemcachedConsistent(
   return new CeilRing(keyHash, new Continuum(values, owners, 'first'));
 }
 
+/** Java's Inet6Address text: eight groups of lowercase hex without leading zeros, nothing elided. */
+export function javaIPv6Text(address: string): string | undefined {
+  if (!isIPv6(address)) return undefined;
+  const [head = '', tail] = address.split('::') as [string, string | undefined];
+  const words = (text: string): string[] => (text === '' ? [] : text.split(':'));
+  const expand = (parts: string[]): string[] =>
+    parts.flatMap((part) => {
+      if (!part.includes('.')) return [part];
+      const b = part.split('.').map(Number);
+      return [((b[0]! << 8) | b[1]!).toString(16), ((b[2]! << 8) | b[3]!).toString(16)];
+    });
+  const left = expand(words(head));
+  const right = tail === undefined ? [] : expand(words(tail));
+  const zeros = tail === undefined ? [] : Array<string>(8 - left.length - right.length).fill('0');
+  return [...left, ...zeros, ...right].map((w) => parseInt(w, 16).toString(16)).join(':');
+}
+
+/**
+ * What spymemcached hashes for a server: Java's InetSocketAddress text
+ * without its leading '/', "ip:port" for an IPv4 address (an IPv4-mapped IPv6
+ * address becomes IPv4 in Java). A server given by host name is written
+ * "hostname/ip:port" after the application's JVM resolves it, and an IPv6
+ * address "[a:b:...]:port" since Java 14 but "a:b:...:port" before; memshift
+ * guesses neither, so such a server must carry that text as its name.
+ */
+export function spymemcachedNodeName(server: Server): string {
+  if (server.name !== undefined) return server.name;
+  if (isIPv4(server.host)) return `${server.host}:${server.port}`;
+  const v6 = javaIPv6Text(server.host);
+  if (v6 !== undefined) {
+    const mapped = /^0:0:0:0:0:ffff:([0-9a-f]+):([0-9a-f]+)$/.exec(v6);
+    if (mapped) {
+      const hi = parseInt(mapped[1]!, 16);
+      const lo = parseInt(mapped[2]!, 16);
+      return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}:${server.port}`;
+    }
+    throw new RangeError(
+      `spymemcached hashes an IPv6 server as Java writes it, which changed in Java 14: give ` +
+        `${server.address} the name "[${v6}]:${server.port}" (Java 14 and later) or "${v6}:${server.port}" (before)`,
+    );
+  }
+  throw new RangeError(
+    `spymemcached hashes a host name as Java's "hostname/ip:port": write ${server.address} as its IP ` +
+      `address, or give it that name ("${server.address} ${server.host}/IP:${server.port}", pools file: name:)`,
+  );
+}
+
 /**
  * spymemcached's KetamaConnectionFactory (KetamaNodeLocator, KETAMA_HASH,
  * KetamaNodeKeyFormatter.Format.SPYMEMCACHED): 160 points per server from MD5
- * of "<socket address>-i", where the socket address is Java's
- * InetSocketAddress text without its leading '/'. For a server given by IP
- * literal that is "ip:port"; for a hostname Java writes "hostname/ip:port",
- * which memshift cannot know without resolving, so such a server needs its
- * `name` set to that text. Java's TreeMap keeps the last point put on a tie.
+ * of "<socket address>-i" (spymemcachedNodeName). Java's TreeMap keeps the
+ * last point put on a tie.
  */
 export function spymemcachedKetama(servers: readonly Server[]): Distribution {
   const total = totalWeight(servers);
@@ -125,7 +170,7 @@ export function spymemcachedKetama(servers: readonly Server[]): Distribution {
   const owners: number[] = [];
   servers.forEach((server, index) => {
     const count = weighted ? twemproxyPointCount(server.weight, total, servers.length) : KETAMA_POINTS;
-    addMd5Points(server.name ?? `${server.host}:${server.port}`, count / 4, index, values, owners);
+    addMd5Points(spymemcachedNodeName(server), count / 4, index, values, owners);
   });
   return new CeilRing(md5First32, new Continuum(values, owners, 'last'));
 }

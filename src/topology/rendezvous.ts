@@ -62,6 +62,11 @@ export class RendezvousDistribution implements Distribution {
         break;
       }
     }
+    return this.pick(units, length);
+  }
+
+  /** The winner for the first `length` bytes of `units`, the bytes murmur3 reads after the prefix. */
+  pick(units: Uint8Array, length: number): number {
     let best = -1;
     let winner = 0;
     for (let s = 0; s < this.prefixes.length; s++) {
@@ -104,4 +109,66 @@ export class RendezvousDistribution implements Distribution {
 export function pymemcacheRendezvous(servers: readonly Server[]): Distribution {
   if (servers.length === 1) return ONLY_SERVER;
   return new RendezvousDistribution(servers.map(pymemcacheNodeName));
+}
+
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+
+/** Python's repr() of a bytes object, as ASCII bytes: what `"%s" % key` makes of a bytes key. */
+export function pythonBytesRepr(key: Uint8Array, out: Uint8Array): number {
+  let single = false;
+  let double = false;
+  for (let i = 0; i < key.length; i++) {
+    if (key[i] === 0x27) single = true;
+    else if (key[i] === 0x22) double = true;
+  }
+  // Python quotes with ' unless the bytes hold a ' and no ".
+  const quote = single && !double ? 0x22 : 0x27;
+  let n = 0;
+  out[n++] = 0x62; // b
+  out[n++] = quote;
+  for (let i = 0; i < key.length; i++) {
+    const c = key[i]!;
+    if (c === quote || c === 0x5c) {
+      out[n++] = 0x5c;
+      out[n++] = c;
+    } else if (c === 0x09 || c === 0x0a || c === 0x0d) {
+      out[n++] = 0x5c;
+      out[n++] = c === 0x09 ? 0x74 : c === 0x0a ? 0x6e : 0x72; // \t \n \r
+    } else if (c < 0x20 || c >= 0x7f) {
+      out[n++] = 0x5c;
+      out[n++] = 0x78; // x
+      out[n++] = HEX[c >>> 4]!;
+      out[n++] = HEX[c & 15]!;
+    } else {
+      out[n++] = c;
+    }
+  }
+  out[n++] = quote;
+  return n;
+}
+
+/**
+ * pymemcache's HashClient given bytes keys under Python 3: the rendezvous
+ * hash formats the key with "%s-%s", so it hashes "host:port-b'key'" (the
+ * key's repr, with \xNN for bytes outside printable ASCII) while the server
+ * stores the key itself.
+ */
+export class PymemcacheBytesDistribution implements Distribution {
+  private readonly inner: RendezvousDistribution;
+  /** Four bytes per key byte (\xNN) plus b'' at most. */
+  private readonly text = new Uint8Array(4 * 1024 + 3);
+
+  constructor(names: readonly string[]) {
+    this.inner = new RendezvousDistribution(names);
+  }
+
+  serverFor(key: Buffer): number {
+    const text = key.length * 4 + 3 <= this.text.length ? this.text : new Uint8Array(key.length * 4 + 3);
+    return this.inner.pick(text, pythonBytesRepr(key, text));
+  }
+}
+
+export function pymemcacheBytesRendezvous(servers: readonly Server[]): Distribution {
+  if (servers.length === 1) return ONLY_SERVER;
+  return new PymemcacheBytesDistribution(servers.map(pymemcacheNodeName));
 }

@@ -7,6 +7,7 @@ import { registerDump } from './commands/dump.js';
 import { registerMirror } from './commands/mirror.js';
 import { registerPlan } from './commands/plan.js';
 import { registerProxy } from './commands/proxy.js';
+import { registerRepair } from './commands/repair.js';
 import { registerStats } from './commands/stats.js';
 import { registerTop } from './commands/top.js';
 import { registerVerify } from './commands/verify.js';
@@ -38,6 +39,7 @@ export async function main(
   registerProxy(program, out);
   registerCopy(program, out);
   registerVerify(program, out);
+  registerRepair(program, out);
   registerDemo(program, out);
   try {
     await program.parseAsync(argv, { from: 'user' });

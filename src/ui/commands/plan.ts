@@ -8,6 +8,7 @@
 import type { Command } from 'commander';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { checkPlacement, type PlacementCheck } from '../../jobs/placement-check.js';
 import { PlanBuilder, parseKeyLine, type Plan, type PlanKey } from '../../jobs/plan.js';
 import { MemcachedClient } from '../../net/client.js';
 import { MemshiftError } from '../../protocol/errors.js';
@@ -58,13 +59,37 @@ export function registerPlan(program: Command, out: Output): void {
     .option('--now <unix>', 'the time recency is measured from (default: the latest access seen)')
     .addHelpText(
       'after',
-      '\nDistributions (--hash, or hash: in a pools file):\n' +
-        DISTRIBUTIONS.map((d) => `  ${d.name.padEnd(24)} ${d.matches}`).join('\n') +
+      '\nDistributions (--hash, or hash: in a pools file), the clients and settings each matches, and ' +
+        'whether server weights (host:port:weight) count:\n' +
+        distributionHelp() +
+        '\n\nServers are hashed as the application writes them: a host name is hashed as that name, as ' +
+        'the clients do,\nexcept by spymemcached, which hashes Java\'s "hostname/ip:port" (write that as ' +
+        "the server's name).\n--sample also checks --from's distribution against the server each sampled " +
+        'key is on, and names the\ndistributions that fit better.' +
         '\n\nExample: memshift plan --pools pools.yaml --from old --to new --sample 100000',
     )
     .action(async (flags: PlanFlags) => {
       out.write(await runPlan(flags));
     });
+}
+
+/** One entry per distribution: its name, then what it matches wrapped under it. */
+function distributionHelp(width = 100): string {
+  const lines: string[] = [];
+  for (const d of DISTRIBUTIONS) {
+    const names = [d.name, ...d.aliases].join(', ');
+    lines.push(`  ${names}${d.weights ? '  [weights]' : ''}`);
+    let line = '     ';
+    for (const word of d.matches.split(' ')) {
+      if (line.length + word.length + 1 > width && line.trim() !== '') {
+        lines.push(line);
+        line = '     ';
+      }
+      line += ` ${word}`;
+    }
+    lines.push(line);
+  }
+  return lines.join('\n');
 }
 
 export async function runPlan(flags: PlanFlags): Promise<string> {
@@ -81,7 +106,7 @@ export async function runPlan(flags: PlanFlags): Promise<string> {
     mirrorSeconds: wholeNumber('--mirror-window', flags.mirrorWindow),
     ...(flags.now === undefined ? {} : { now: wholeNumber('--now', flags.now, 0) }),
   };
-  let plan: Plan;
+  let plan: Plan & { sourcePlacement?: PlacementCheck };
   if (flags.keys !== undefined) {
     const builder = new PlanBuilder(from, to, options);
     for await (const key of readKeysFile(flags.keys)) builder.add(key);
@@ -94,6 +119,9 @@ export async function runPlan(flags: PlanFlags): Promise<string> {
       scale: sample.length ? seen / sample.length : 1,
     });
     plan = builder.addAll(sample).finish();
+    // Sampled keys say which server holds them: check the source pool's distribution against that.
+    const sourcePlacement = checkPlacement(from, sample);
+    if (sourcePlacement) plan = { ...plan, sourcePlacement };
   }
   return flags.json ? JSON.stringify(plan, null, 2) : renderPlan(plan);
 }
@@ -132,8 +160,11 @@ async function* readKeysFile(file: string): AsyncGenerator<PlanKey> {
  * while the LRU maintainer moves items between LRUs; `metadump all` walks the
  * LRUs and can miss or repeat an item that moves during the walk.
  */
-export async function sampleKeys(pool: Pool, size: number): Promise<{ sample: PlanKey[]; seen: number }> {
-  const sample: PlanKey[] = [];
+export async function sampleKeys(
+  pool: Pool,
+  size: number,
+): Promise<{ sample: (PlanKey & { holder: number })[]; seen: number }> {
+  const sample: (PlanKey & { holder: number })[] = [];
   let seen = 0;
   // A fixed seed keeps repeated plans of an unchanged pool comparable.
   let state = 0x2545f491;
@@ -143,13 +174,13 @@ export async function sampleKeys(pool: Pool, size: number): Promise<{ sample: Pl
     state ^= state << 5;
     return (state >>> 0) / 0x100000000;
   };
-  for (const server of pool.servers) {
+  for (const [holder, server] of pool.servers.entries()) {
     const client = new MemcachedClient(server.address);
     try {
       for await (const entry of client.metadump('hash')) {
         seen++;
         // Copy the key: the entry may be a view into the connection's buffer.
-        const item: PlanKey = { key: Buffer.from(entry.key), size: entry.size, lastAccess: entry.la };
+        const item = { key: Buffer.from(entry.key), size: entry.size, lastAccess: entry.la, holder };
         if (sample.length < size) sample.push(item);
         else {
           const j = Math.floor(random() * seen);
@@ -170,7 +201,25 @@ function pct(x: number): string {
   return formatRatio(x);
 }
 
-export function renderPlan(plan: Plan): string {
+/** The source placement line, and a warning line when the distribution does not fit the pool. */
+export function renderPlacement(check: PlacementCheck): string[] {
+  const lines = [
+    `source placement: ${pct(check.agree)} of ${check.checked} sampled keys are on the server ${check.hash} names`,
+  ];
+  // A client's failover or an old configuration leaves a few keys elsewhere; a wrong distribution
+  // leaves most of them.
+  if (check.agree < 0.99) {
+    const better = check.better.map((b) => `${b.hash} (${pct(b.agree)})`).join(', ');
+    lines.push(
+      `warning: ${check.hash} does not place this pool's keys where they are` +
+        (better ? `; closer: ${better}` : '') +
+        ": set --from-hash (or hash: in the pools file) to the application's client (plan --help lists them)",
+    );
+  }
+  return lines;
+}
+
+export function renderPlan(plan: Plan & { sourcePlacement?: PlacementCheck }): string {
   const lines: string[] = [];
   lines.push(
     `${plan.keys} keys (${formatBytes(plan.bytes)}) from ${plan.from.name} (${plan.from.hash}, ` +
@@ -182,6 +231,7 @@ export function renderPlan(plan: Plan): string {
       (plan.lastAccessKnown ? '' : '; last access unknown for some keys: they count as not recently used'),
   );
   if (plan.overflow > 0) lines.push(`${plan.overflow} keys beyond the in-memory cap were not analysed`);
+  if (plan.sourcePlacement) lines.push(...renderPlacement(plan.sourcePlacement));
   lines.push('');
   const rows: string[][] = [];
   for (const s of plan.strategies) {
