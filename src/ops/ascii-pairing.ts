@@ -376,8 +376,10 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
         p.started = true;
         this.inStep(1);
       }
-      // A skipped value stays the marker: a hit whose value is not known.
-      p.values![j] = res.value === SKIPPED_VALUE ? SKIPPED_VALUE : Buffer.from(res.value);
+      // A skipped value stays the marker: a hit whose value is not known. A value kept until END
+      // holds pending budget; without room it is not kept (nothing is filled from it).
+      p.values![j] =
+        res.value === SKIPPED_VALUE || !this.keepRead(p, res.value) ? SKIPPED_VALUE : Buffer.from(res.value);
       p.valueFlags![j] = res.flags;
       p.nextKey = j + 1;
       return;
@@ -390,8 +392,20 @@ export class AsciiSession extends PairingSession<AsciiRequest, AsciiResponse> {
         if (p.unsure || bit !== ERROR) this.giveUpKey(p, key);
         else this.emit(p, key, 'error', undefined, undefined, undefined);
       }
+      this.release(p);
     }
     this.shiftHead();
+  }
+
+  /** Takes room in the pending budget for a value read before its retrieval's END. */
+  private keepRead(p: PendingRequest, value: Buffer): boolean {
+    if (value.length === 0) return true;
+    if (!this.ctx.pendingBytes.take(value.length)) {
+      this.ctx.counters.shedValues++;
+      return false;
+    }
+    p.charged += value.length;
+    return true;
   }
 
   private retrievalDone(p: PendingRequest): void {
