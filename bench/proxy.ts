@@ -12,12 +12,14 @@
  * histogram bucket); then a depth-1 client alone (bench/support/depth1.ts) for
  * p50/p99 at rest, and what each target adds to the direct p99. Each proxy
  * runs in its own process. Medians of PROXY_BENCH_RUNS rounds of
- * PROXY_BENCH_SECONDS each. Prints JSON.
+ * PROXY_BENCH_SECONDS each; the CPU time each serving process spent per
+ * request. PROXY_BENCH_BASELINE=<another build's dist/bench/proxy.js> adds
+ * that build's proxy, shadowing off and on, to the same run. Prints JSON.
  *
  *   node dist/bench/proxy.js
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -33,6 +35,10 @@ const THREADS = Number(process.env['PROXY_BENCH_THREADS'] ?? 2);
 const CONCURRENCY = Number(process.env['PROXY_BENCH_CONCURRENCY'] ?? 32);
 const DEPTH1_REQUESTS = Number(process.env['PROXY_BENCH_DEPTH1_REQUESTS'] ?? 20_000);
 const DEPTH1_SECONDS = Number(process.env['PROXY_BENCH_DEPTH1_SECONDS'] ?? 4);
+/** USER_HZ: /proc reports CPU time in these ticks (100 on Linux). */
+const CLOCK_TICKS = 100;
+/** Optional: another build's dist/bench/proxy.js, served beside this one as `baseline_*`. */
+const BASELINE = process.env['PROXY_BENCH_BASELINE'];
 const SELF = fileURLToPath(import.meta.url);
 
 interface Sample {
@@ -41,6 +47,11 @@ interface Sample {
   p50Us: number;
   p90Us: number;
   p99Us: number;
+  /**
+   * CPU time (user and system) the serving process spent per request under
+   * the load: what it costs, whatever else the machine's cores are doing.
+   */
+  cpuUsPerOp: number;
   /** From the depth-1 client, alone on the target after the load. */
   depth1P50Us: number;
   depth1P99Us: number;
@@ -100,7 +111,9 @@ async function stopChild(child: ChildProcess): Promise<string> {
 }
 
 /** One memcaslap run against `address`; parses the total ops/s and the latency histogram. */
-async function memcaslap(address: string): Promise<Omit<Sample, 'depth1P50Us' | 'depth1P99Us'>> {
+async function memcaslap(
+  address: string,
+): Promise<Omit<Sample, 'depth1P50Us' | 'depth1P99Us' | 'cpuUsPerOp'>> {
   const args = [
     '-s',
     address,
@@ -217,8 +230,12 @@ async function main(): Promise<void> {
   try {
     const twem = await startTwemproxy(dir, primary.address);
     children.push(twem.child);
-    const proxy = async (kind: string, to: string): Promise<{ child: ChildProcess; line: string }> => {
-      const started = await runChild(process.execPath, [SELF, 'serve', kind, primary.address, to], true);
+    const proxy = async (
+      kind: string,
+      to: string,
+      script = SELF,
+    ): Promise<{ child: ChildProcess; line: string }> => {
+      const started = await runChild(process.execPath, [script, 'serve', kind, primary.address, to], true);
       children.push(started.child);
       return started;
     };
@@ -229,20 +246,35 @@ async function main(): Promise<void> {
     stoppedSecondary.process.kill('SIGSTOP');
     children.push(stoppedSecondary.process);
     const shadowStopped = await proxy('shadow', stoppedSecondary.address);
-    const targets: Record<string, string> = {
-      direct: primary.address,
-      twemproxy: `127.0.0.1:${twem.port}`,
-      memshift_shadow_off: `127.0.0.1:${plain.line}`,
-      memshift_shadow_on: `127.0.0.1:${shadow.line}`,
-      memshift_dual: `127.0.0.1:${dual.line}`,
-      memshift_shadow_on_secondary_stopped: `127.0.0.1:${shadowStopped.line}`,
+    // Each target with the process that serves it, whose CPU time per request is measured.
+    const targets: Record<string, [address: string, pid: number | undefined]> = {
+      direct: [primary.address, primary.process.pid],
+      twemproxy: [`127.0.0.1:${twem.port}`, twem.child.pid],
+      memshift_shadow_off: [`127.0.0.1:${plain.line}`, plain.child.pid],
+      memshift_shadow_on: [`127.0.0.1:${shadow.line}`, shadow.child.pid],
+      memshift_dual: [`127.0.0.1:${dual.line}`, dual.child.pid],
+      memshift_shadow_on_secondary_stopped: [`127.0.0.1:${shadowStopped.line}`, shadowStopped.child.pid],
     };
+    if (BASELINE !== undefined) {
+      // Another build's proxy (its dist/bench/proxy.js), for before and after in one run.
+      const off = await proxy('plain', secondary.address, BASELINE);
+      const on = await proxy('shadow', secondary.address, BASELINE);
+      targets['baseline_shadow_off'] = [`127.0.0.1:${off.line}`, off.child.pid];
+      targets['baseline_shadow_on'] = [`127.0.0.1:${on.line}`, on.child.pid];
+    }
     const samples: Record<string, Sample[]> = {};
     for (let run = 0; run < RUNS; run++) {
-      for (const [name, address] of Object.entries(targets)) {
+      for (const [name, [address, pid]] of Object.entries(targets)) {
+        const cpuBefore = cpuSeconds(pid);
         const load = await memcaslap(address);
+        const cpu = cpuSeconds(pid) - cpuBefore;
         const latency = await depth1(address, DEPTH1_REQUESTS, DEPTH1_SECONDS);
-        (samples[name] ??= []).push({ ...load, depth1P50Us: latency.p50Us, depth1P99Us: latency.p99Us });
+        (samples[name] ??= []).push({
+          ...load,
+          cpuUsPerOp: round1((cpu * 1e6) / (load.ops * SECONDS)),
+          depth1P50Us: latency.p50Us,
+          depth1P99Us: latency.p99Us,
+        });
       }
     }
     const result: Record<string, Sample> = {};
@@ -254,6 +286,7 @@ async function main(): Promise<void> {
         p50Us: m((s) => s.p50Us),
         p90Us: m((s) => s.p90Us),
         p99Us: m((s) => s.p99Us),
+        cpuUsPerOp: m((s) => s.cpuUsPerOp),
         depth1P50Us: m((s) => s.depth1P50Us),
         depth1P99Us: m((s) => s.depth1P99Us),
       };
@@ -299,6 +332,19 @@ async function main(): Promise<void> {
     await primary.stop();
     await secondary.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN when unknown. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
   }
 }
 
