@@ -15,6 +15,7 @@
 import type { Socket } from 'node:net';
 import { closeSoon, type ConnectionHandler } from '../net/listener.js';
 import { Ring } from '../net/ring.js';
+import { writeBatch } from '../net/write-batch.js';
 import type { Pool } from '../topology/pool.js';
 import type { PairedOperations } from '../ops/paired.js';
 import type { Upstream } from './proxy-upstream.js';
@@ -302,24 +303,27 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   private flush(): void {
     const socket = this.socket;
     if (socket.destroyed) return;
-    socket.cork();
+    // Every reply ready now leaves in one write.
+    const out: Buffer[] = [];
+    let total = 0;
     for (let slot = this.slots.peek(); slot !== undefined && slot.pending === 0; slot = this.slots.peek()) {
       this.slots.shift();
       if (slot.build) slot.build();
       let bytes = 0;
       for (const part of slot.parts) {
-        socket.write(part);
+        out.push(part);
         bytes += part.length;
       }
+      total += bytes;
       this.replyEstimate = Math.max(bytes, this.replyEstimate / 2);
       if (slot.close) {
         this.ended = true;
-        socket.uncork();
+        writeBatch(socket, out, total);
         closeSoon(socket);
         return;
       }
     }
-    socket.uncork();
+    writeBatch(socket, out, total);
     this.maybeResume();
     this.maybeEnd();
   }
