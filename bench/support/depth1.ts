@@ -3,7 +3,8 @@
  * time (90% get, 10% set of a small value over a fixed key range, as
  * memcaslap's default mix), each round trip timed from the write to the last
  * byte of its reply. Bounded by a request count and a time limit, whichever
- * comes first.
+ * comes first. An error reply or a reply that does not come in time fails
+ * the run: a latency figure is only given for a target that answers.
  */
 import { connect, type Socket } from 'node:net';
 import { parseEndpoint } from '../../src/net/address.js';
@@ -58,7 +59,7 @@ export async function depth1(
     for (let i = 0; i < warmup + count && Date.now() < deadline; i++) {
       const { bytes, done } = request(i);
       const start = process.hrtime.bigint();
-      await roundTrip(socket, bytes, done);
+      await roundTrip(socket, bytes, done, Math.max(1, deadline - Date.now()));
       if (i >= warmup) times[timed++] = Number(process.hrtime.bigint() - start) / 1000;
     }
   } finally {
@@ -69,11 +70,17 @@ export async function depth1(
   return { requests: timed, p50Us: round(at(0.5)), p99Us: round(at(0.99)), maxUs: round(at(1)) };
 }
 
-function roundTrip(socket: Socket, bytes: Buffer, done: Buffer): Promise<void> {
+/** One request's reply: done at its last line, an error line, or when `ms` pass (then it fails). */
+function roundTrip(socket: Socket, bytes: Buffer, done: Buffer, ms: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
+      if (isError(chunks)) {
+        cleanup();
+        reject(new Error(`error reply: ${Buffer.concat(chunks).toString('latin1').trim()}`));
+        return;
+      }
       if (!endsWith(chunks, done)) return;
       cleanup();
       resolve();
@@ -82,7 +89,12 @@ function roundTrip(socket: Socket, bytes: Buffer, done: Buffer): Promise<void> {
       cleanup();
       reject(new Error('connection closed mid-reply'));
     };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no reply within ${ms} ms`));
+    }, ms);
     const cleanup = (): void => {
+      clearTimeout(timer);
       socket.off('data', onData);
       socket.off('close', onEnd);
     };
@@ -90,6 +102,13 @@ function roundTrip(socket: Socket, bytes: Buffer, done: Buffer): Promise<void> {
     socket.once('close', onEnd);
     socket.write(bytes);
   });
+}
+
+/** ERROR, CLIENT_ERROR or SERVER_ERROR: a whole reply of one line (the run fails on it). */
+function isError(chunks: Buffer[]): boolean {
+  const first = chunks[0];
+  if (first === undefined || !first.includes('\r\n')) return false;
+  return /^(?:SERVER_|CLIENT_)?ERROR/.test(first.toString('latin1', 0, 13));
 }
 
 function round(us: number): number {
