@@ -15,7 +15,6 @@
 import type { Socket } from 'node:net';
 import { closeSoon, type ConnectionHandler } from '../net/listener.js';
 import { Ring } from '../net/ring.js';
-import { writeBatch } from '../net/write-batch.js';
 import type { Pool } from '../topology/pool.js';
 import type { PairedOperations } from '../ops/paired.js';
 import type { Upstream } from './proxy-upstream.js';
@@ -303,27 +302,24 @@ export abstract class ProxySession<F> implements ConnectionHandler {
   private flush(): void {
     const socket = this.socket;
     if (socket.destroyed) return;
-    // Every reply ready now leaves in one write.
-    const out: Buffer[] = [];
-    let total = 0;
+    socket.cork();
     for (let slot = this.slots.peek(); slot !== undefined && slot.pending === 0; slot = this.slots.peek()) {
       this.slots.shift();
       if (slot.build) slot.build();
       let bytes = 0;
       for (const part of slot.parts) {
-        out.push(part);
+        socket.write(part);
         bytes += part.length;
       }
-      total += bytes;
       this.replyEstimate = Math.max(bytes, this.replyEstimate / 2);
       if (slot.close) {
         this.ended = true;
-        writeBatch(socket, out, total);
+        socket.uncork();
         closeSoon(socket);
         return;
       }
     }
-    writeBatch(socket, out, total);
+    socket.uncork();
     this.maybeResume();
     this.maybeEnd();
   }

@@ -15,7 +15,6 @@
 import { connect, type Socket } from 'node:net';
 import { parseEndpoint } from '../net/address.js';
 import { Ring } from '../net/ring.js';
-import { writeBatch } from '../net/write-batch.js';
 import { FrameDecoder, type FrameParser } from '../protocol/decoder.js';
 
 /** The part of a client request sent to one server, waiting for its reply. */
@@ -66,9 +65,6 @@ export class Upstream<F> {
   private readonly options: UpstreamOptions;
   private down: string | undefined;
   private corked = false;
-  /** What this tick's requests wrote, sent together when the tick ends. */
-  private batch: Buffer[] = [];
-  private batchBytes = 0;
 
   constructor(address: string, parser: FrameParser<F>, options: UpstreamOptions) {
     this.address = address;
@@ -100,23 +96,18 @@ export class Upstream<F> {
     if (this.legs.length === 0) this.lastHeard = now;
     this.legs.push({ leg, abandoned: false });
     if (!this.corked) {
-      // Requests from every client this tick leave in one write.
+      // Requests from every client this tick leave in one write (the socket's writev).
       this.corked = true;
+      this.socket.cork();
       setImmediate(this.uncork);
     }
-    const batch = this.batch;
-    for (const part of parts) {
-      batch.push(part);
-      this.batchBytes += part.length;
-    }
+    for (const part of parts) this.socket.write(part);
   }
 
   private readonly uncork = (): void => {
     this.corked = false;
-    writeBatch(this.socket, this.batch, this.batchBytes);
-    this.batch = [];
-    this.batchBytes = 0;
-    // A batch always overruns the socket's small high-water mark; only a real backlog counts.
+    this.socket.uncork();
+    // Corked writes always overrun the socket's small high-water mark; only a real backlog counts.
     if (this.socket.writableLength > CONGESTED_BYTES) this.options.onCongested?.();
   };
 
