@@ -80,6 +80,15 @@ export class PendingRequest {
 
 const EMPTY = Buffer.alloc(0);
 
+/** What one reply frame (not a retrieval's) says happened to the request in `p`. */
+export interface ReplyOutcome {
+  outcome: OpOutcome;
+  /** The value the operation carries (the stored one, or the one read). */
+  value: Buffer | undefined;
+  flags: number | undefined;
+  number: bigint | undefined;
+}
+
 /**
  * A FIFO of pending requests on a power-of-two ring: O(1) push and shift,
  * plus indexed reads, which pairing by opaque or key needs to look past the
