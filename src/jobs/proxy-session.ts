@@ -20,7 +20,7 @@ import type { Upstream, UpstreamTap } from './proxy-upstream.js';
 
 export type ProxyMode = 'shadow' | 'warm' | 'dual';
 
-/** A value read from the secondary on a warm-mode miss, already added to the primary. */
+/** A value read from the secondary on a warm-mode miss, already added to the primary where its TTL was known. */
 export interface WarmItem {
   readonly value: Buffer;
   readonly flags: number;
@@ -62,6 +62,8 @@ export interface ProxyContext {
   figures(): Array<[string, string]>;
   /** `item_size_max` of a primary server: a larger store is refused as memcached refuses it. */
   itemSizeMax(serverIndex: number): number;
+  /** Whether clients' meta commands are carried out; if not, they get ERROR as a server before them answers. */
+  metaCommands(): boolean;
   /** The tap for a primary upstream of a session (shadow mode), or undefined. */
   tap(serverIndex: number, sessionId: number): UpstreamTap | undefined;
   /** Whether synchronous secondary writes go to this server now (it was not failing recently). */
