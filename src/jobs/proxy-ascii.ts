@@ -71,6 +71,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
     const reader = new AsciiServerReader({
       limits,
       itemSizeMax: (key) => ctx.itemSizeMax(this.serverOf(key)),
+      meta: () => ctx.metaCommands(),
     });
     this.reader = reader;
     this.decoder = new FrameDecoder(reader);
@@ -132,18 +133,20 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
   /** Removes `key` from its primary server (and the secondary where this mode writes both), unseen by the client. */
   private evict(key: Buffer): void {
     // A plain delete where the key can travel as a word (servers before 1.6 have no md).
-    const req: AsciiRequest = keyNeedsBase64(key)
-      ? {
-          kind: 'meta',
-          command: 'md',
-          key,
-          base64: true,
-          flags: [],
-          value: undefined,
-          quiet: false,
-          opaque: undefined,
-        }
-      : { kind: 'delete', key, noreply: false };
+    // Without meta commands the key came from a text line: a word, which a plain delete carries.
+    const req: AsciiRequest =
+      keyNeedsBase64(key) && this.ctx.metaCommands()
+        ? {
+            kind: 'meta',
+            command: 'md',
+            key,
+            base64: true,
+            flags: [],
+            value: undefined,
+            quiet: false,
+            opaque: undefined,
+          }
+        : { kind: 'delete', key, noreply: false };
     const parts = encodeAsciiRequest(req);
     if (this.ctx.mode === 'warm') this.ctx.deleted(key);
     const slot = this.single(this.serverOf(key), req, parts, true, undefined);

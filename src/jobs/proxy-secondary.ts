@@ -6,7 +6,7 @@
  * miss lookups on the old pool, which never bring back a deleted key.
  */
 import { PoolClient } from '../net/pool-client.js';
-import { metaFlagNumber } from '../protocol/meta.js';
+import { keyNeedsBase64, metaFlagNumber } from '../protocol/meta.js';
 import type { Pool } from '../topology/pool.js';
 import type { ProxyCounters, ProxyMode, WarmItem } from './proxy-session.js';
 
@@ -21,6 +21,8 @@ export interface SecondaryKeeperOptions {
   readonly maxRememberedKeys: number;
   readonly counters: ProxyCounters;
   readonly onWarning?: ((message: string) => void) | undefined;
+  /** Whether a secondary server speaks meta commands (its `version`, read at start). */
+  readonly secondaryMeta?: (index: number) => boolean;
 }
 
 /** Deletes remembered per key in warm mode, oldest forgotten first. */
@@ -180,6 +182,32 @@ export class SecondaryKeeper {
   }
 
   /**
+   * Warm mode against an old server before meta commands: `get` finds the
+   * value and its flags, but no such server tells a key's remaining TTL, and
+   * a copy without it could outlive the original (a wrong hit after the
+   * switch). The client gets the value; the new pool gets nothing.
+   */
+  private async readThrough(
+    key: Buffer,
+    k: string,
+    index: number,
+    mark: number,
+  ): Promise<WarmItem | undefined> {
+    // A key a text line cannot carry (a binary client's) is not asked for: a miss.
+    if (keyNeedsBase64(key)) return undefined;
+    let item;
+    try {
+      item = await this.secondaryClient?.clientFor(key).get(key);
+    } catch (err) {
+      this.missed(index, Buffer.alloc(0), err instanceof Error ? err.message : String(err));
+      return undefined;
+    }
+    if (item === undefined || (this.deletedAt.get(k) ?? 0) > mark) return undefined;
+    this.options.counters.warmHits++;
+    return { value: Buffer.from(item.value), flags: item.flags };
+  }
+
+  /**
    * Warm mode: the old pool's value of a key the new pool missed, written to
    * the new pool in add mode with the remaining TTL (so a write that raced
    * ahead wins). A key deleted while the lookup ran, or whose delete may not
@@ -194,6 +222,7 @@ export class SecondaryKeeper {
     if (this.keys[index]?.has(k) || Date.now() < (this.downUntil[index] ?? 0)) return undefined;
     this.options.counters.warmLookups++;
     const mark = this.deleteSeq;
+    if (this.options.secondaryMeta?.(index) === false) return this.readThrough(key, k, index, mark);
     let reply;
     try {
       reply = await old.clientFor(key).mg(key, ['v', 'f', 't']);

@@ -21,7 +21,7 @@ import type { Upstream } from './proxy-upstream.js';
 
 export type ProxyMode = 'shadow' | 'warm' | 'dual';
 
-/** A value read from the secondary on a warm-mode miss, already added to the primary. */
+/** A value read from the secondary on a warm-mode miss, already added to the primary where its TTL was known. */
 export interface WarmItem {
   readonly value: Buffer;
   readonly flags: number;
@@ -69,6 +69,8 @@ export interface ProxyContext {
    * when nothing is shadowed).
    */
   readonly shadows: readonly PairedOperations[];
+  /** Whether clients' meta commands are carried out; if not, they get ERROR as a server before them answers. */
+  metaCommands(): boolean;
   /** Whether synchronous secondary writes go to this server now (it was not failing recently). */
   secondaryUsable(serverIndex: number): boolean;
   /** A synchronous secondary write to this server failed or was skipped: the key must be invalidated later. */

@@ -16,7 +16,12 @@
 import type { Socket } from 'node:net';
 import { MemcachedClient } from '../net/client.js';
 import { Listener, type ListenerCounters, type ListenerOptions } from '../net/listener.js';
-import { DEFAULT_ITEM_SIZE_MAX, parserLimitsFor, readServerLimits } from '../net/server-limits.js';
+import {
+  DEFAULT_ITEM_SIZE_MAX,
+  parserLimitsFor,
+  readServerLimits,
+  type ServerLimits,
+} from '../net/server-limits.js';
 import { PairedOperations } from '../ops/paired.js';
 import type { OperationCounters } from '../ops/session.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
@@ -122,6 +127,10 @@ export class Proxy {
   private limits: Limits;
   /** Each primary server's item_size_max, read at start. */
   private itemSizes: number[] = [];
+  /** Whether clients' meta commands are carried out (every server they reach speaks them). */
+  private metaCommands = false;
+  /** Per secondary server: whether it speaks meta (warm mode's lookups on the old pool use mg where it does). */
+  private secondaryMeta: boolean[] = [];
   private readonly timeoutMs: number;
   private readonly secondaryTimeoutMs: number;
   private readonly shadows: PairedOperations[] = [];
@@ -163,6 +172,7 @@ export class Proxy {
       maxRememberedKeys: options.maxRememberedKeys ?? 1_000_000,
       counters: this.counters,
       onWarning: options.onWarning,
+      secondaryMeta: (index) => this.secondaryMeta[index] === true,
     });
     const ctx: ProxyContext = {
       mode: options.mode,
@@ -175,6 +185,7 @@ export class Proxy {
       partialTimeoutMs: options.partialTimeoutMs ?? 30_000,
       counters: this.counters,
       itemSizeMax: (index) => this.itemSizes[index] ?? DEFAULT_ITEM_SIZE_MAX,
+      metaCommands: () => this.metaCommands,
       figures: () => this.figures(),
       shadows: this.shadows,
       secondaryUsable: (index) => this.keeper.usable(index),
@@ -211,31 +222,49 @@ export class Proxy {
   private async readLimits(): Promise<void> {
     const fixed = this.options.itemSizeMax;
     const servers = this.options.primary.servers;
-    if (fixed !== undefined) {
-      this.itemSizes = servers.map(() => fixed);
-    } else {
-      this.itemSizes = await Promise.all(
-        servers.map(async (server) => {
-          const client = new MemcachedClient(server.address, { requestTimeoutMs: this.timeoutMs });
-          try {
-            return (await readServerLimits(client)).itemSizeMax;
-          } catch (err) {
-            this.options.onWarning?.(
-              `${server.address}: could not read item_size_max (${(err as Error).message}); assuming ${DEFAULT_ITEM_SIZE_MAX} bytes`,
-            );
-            return DEFAULT_ITEM_SIZE_MAX;
-          } finally {
-            client.destroy();
-          }
-        }),
-      );
-    }
+    const [primary, secondary] = await Promise.all([
+      this.readPool(this.options.primary),
+      this.options.mode === 'shadow' && this.options.shadow === false
+        ? Promise.resolve([])
+        : this.readPool(this.options.secondary),
+    ]);
+    this.itemSizes = primary.map((l) => fixed ?? l.itemSizeMax);
+    // Meta commands from clients are carried out only where every server they may reach speaks
+    // them (server-version.ts); otherwise they get the old server's ERROR, here.
+    const reached = this.options.mode === 'shadow' ? primary : [...primary, ...secondary];
+    this.metaCommands = reached.every((l) => l.meta === true);
+    this.secondaryMeta = secondary.map((l) => l.meta === true);
+    for (const replayer of this.replayers) replayer.useTargetLimits(secondary);
     if (this.options.limits === undefined) {
       this.limits = parserLimitsFor(
         this.itemSizes.map((itemSizeMax, i) => ({ address: servers[i]?.address ?? '', itemSizeMax })),
         fixed,
       );
     }
+  }
+
+  /**
+   * Each server's item_size_max and version. A server that cannot be asked
+   * now is assumed to have memcached's default size and no meta commands
+   * (both older protocols work on every version), with a warning.
+   */
+  private readPool(pool: Pool): Promise<ServerLimits[]> {
+    return Promise.all(
+      pool.servers.map(async (server) => {
+        const client = new MemcachedClient(server.address, { requestTimeoutMs: this.timeoutMs });
+        try {
+          return await readServerLimits(client);
+        } catch (err) {
+          this.options.onWarning?.(
+            `${server.address}: could not read item_size_max and version (${(err as Error).message}); ` +
+              `assuming ${DEFAULT_ITEM_SIZE_MAX} bytes and no meta commands`,
+          );
+          return { address: server.address, itemSizeMax: DEFAULT_ITEM_SIZE_MAX, meta: false };
+        } finally {
+          client.destroy();
+        }
+      }),
+    );
   }
 
   /**

@@ -8,6 +8,7 @@
 import { itemTooLarge } from '../protocol/ascii-server.js';
 import { KEY_MAX_BYTES, withLimits, type Limits } from '../protocol/limits.js';
 import type { MemcachedClient } from './client.js';
+import { readVersion, speaksMeta } from './server-version.js';
 
 /** What memcached 1.6 assumes when a server does not say (`-I` default). */
 export const DEFAULT_ITEM_SIZE_MAX = 1024 * 1024;
@@ -16,14 +17,22 @@ export interface ServerLimits {
   readonly address: string;
   /** `item_size_max` of `stats settings`: the largest item, header, key and value together. */
   readonly itemSizeMax: number;
+  /** What `version` answered (undefined: it could not be read). */
+  readonly version?: string | undefined;
+  /** Whether memshift may send it meta commands (server-version.ts); absent: not known, assumed so. */
+  readonly meta?: boolean;
 }
 
-/** Reads one server's limits; a server that does not report `item_size_max` gets memcached's default. */
+/**
+ * Reads one server's limits and version; a server that does not report
+ * `item_size_max` (memcached before 1.4.x reports it always) gets memcached's default.
+ */
 export async function readServerLimits(client: MemcachedClient): Promise<ServerLimits> {
+  const version = await readVersion(client);
   const settings = await client.stats(['settings']);
   const reported = Number(settings.get('item_size_max'));
   const itemSizeMax = Number.isSafeInteger(reported) && reported > 0 ? reported : DEFAULT_ITEM_SIZE_MAX;
-  return { address: client.address, itemSizeMax };
+  return { address: client.address, itemSizeMax, version, meta: speaksMeta(version) };
 }
 
 /**

@@ -52,6 +52,12 @@ export interface AsciiServerOptions {
   readonly limits: Limits;
   /** `item_size_max` of the server that would store `key` (its `stats settings`). */
   itemSizeMax(key: Buffer): number;
+  /**
+   * Whether meta commands exist (default: yes). Without them a meta line is
+   * an unknown command, as on memcached before 1.5.19: ERROR, and a data
+   * block after it is read as more lines.
+   */
+  meta?(): boolean;
 }
 
 const KEY_MAX = 250;
@@ -128,8 +134,10 @@ export class AsciiServerReader implements FrameParser<ServerSideFrame> {
     if (words === 0 || t.length(0) < 2) return answer(next, cursor, 'ERROR');
     const ntokens = Math.min(words, MAX_WORDS) + 1;
     const name = buf.toString('latin1', t.start(0), t.end(0));
-    if (name.length === 2 && name.charCodeAt(0) === 0x6d)
+    if (name.length === 2 && name.charCodeAt(0) === 0x6d) {
+      if (this.options.meta?.() === false) return answer(next, cursor, 'ERROR');
       return this.meta(name, buf, start, next, ntokens, cursor);
+    }
     const storage = STORAGE[name];
     if (storage !== undefined) return this.storage(storage, buf, start, next, ntokens, cursor);
     const retrieval = RETRIEVAL[name];

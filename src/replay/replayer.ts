@@ -11,6 +11,7 @@
 import type { Operation } from '../ops/operation.js';
 import { MemcachedClient } from '../net/client.js';
 import { itemFits, type ServerLimits } from '../net/server-limits.js';
+import { speaksMeta } from '../net/server-version.js';
 import { ByteBudget } from '../ops/budget.js';
 import { metaKeyFits } from '../protocol/meta.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
@@ -93,6 +94,7 @@ export type FillSkipReason =
   | 'peer_write' // two-way: the other side wrote the key within the conflict window
   | 'queue_full'
   | 'lookup_failed'
+  | 'no_ttl_lookup' // the source is older than meta commands: it cannot tell a TTL
   | 'failed';
 
 export interface ReplayCounters {
@@ -150,6 +152,8 @@ interface Server {
   /** The meta connections keys are spread over, then the binary one once a key needed it. */
   readonly connections: TargetConnection[];
   binary: TargetConnection | undefined;
+  /** The server does not speak memshift's meta commands (its `version`): every key goes binary. */
+  metaless: boolean;
   readonly open: (protocol: 'meta' | 'binary') => TargetConnection;
 }
 
@@ -169,6 +173,8 @@ export class Replayer implements KeyFreshness {
   private readonly budget: MemoryBudget;
   private readonly lagHistogram = new LagHistogram();
   private readonly targetLimits = new Map<string, ServerLimits>();
+  /** Whether the source speaks meta (mg gives the remaining TTL); undefined: its version is not known yet. */
+  private sourceMeta: Promise<boolean | undefined> = Promise.resolve(undefined);
   private readonly now: () => number;
   private readonly warn: (message: string) => void;
   private readonly writeTimes: WriteTimes | undefined;
@@ -241,6 +247,7 @@ export class Replayer implements KeyFreshness {
         address: server.address,
         connections: Array.from({ length: this.perServer }, () => open('meta')),
         binary: undefined,
+        metaless: false,
         open,
       };
     });
@@ -252,8 +259,9 @@ export class Replayer implements KeyFreshness {
         requestTimeoutMs: 2000,
         connectTimeoutMs: connectionOptions.connectTimeoutMs,
       });
-      // Connect now, so ownClientPorts() can name the port before the first fill.
-      this.source.version().catch(() => {});
+      // Connect now, so ownClientPorts() can name the port before the first fill; the
+      // answer says whether the source can be asked a TTL at all (server-version.ts).
+      this.sourceMeta = this.source.version().then(speaksMeta, () => undefined);
     }
   }
 
@@ -264,6 +272,10 @@ export class Replayer implements KeyFreshness {
    */
   useTargetLimits(limits: readonly ServerLimits[]): void {
     for (const l of limits) this.targetLimits.set(l.address, l);
+    for (const server of this.servers) {
+      // A server older than memshift's meta commands is written over the binary protocol only.
+      if (this.targetLimits.get(server.address)?.meta === false) server.metaless = true;
+    }
   }
 
   /** The target pool's name, for reports. */
@@ -364,7 +376,7 @@ export class Replayer implements KeyFreshness {
    */
   private connectionFor(key: Buffer, hash: number): TargetConnection {
     const server = this.servers[this.target.distribution.serverFor(key)] as Server;
-    if (!metaKeyFits(key)) {
+    if (server.metaless || !metaKeyFits(key)) {
       if (server.binary === undefined) {
         server.binary = server.open('binary');
         server.connections.push(server.binary);
@@ -532,36 +544,43 @@ export class Replayer implements KeyFreshness {
     this.c.fillsAttempted++;
     const source = this.source as MemcachedClient;
     this.lookups++;
-    source.mg(key, ['t']).then(
-      (reply) => {
-        this.lookups--;
-        if (this.closed) return;
-        if (reply.code !== 'HD' && reply.code !== 'VA') return this.fillSkip('gone', true);
-        if (this.recent.changedSince(hash, readMark)) return this.fillSkip('mutated', true);
-        const ttl = metaFlagNumber(reply.flags, 't') ?? NaN;
-        if (!Number.isInteger(ttl)) return this.fillSkip('lookup_failed', true);
-        // protocol.txt "Meta Get": t is -1 for an item that never expires.
-        if (ttl === 0) return this.fillSkip('expiring', true);
-        if (!this.fits(key, value, flags)) return this.fillSkip('too_large', true);
-        // Two-way: the hit may be a value the other side has replaced or deleted since.
-        const times = this.writeTimes;
-        if (times?.peerWroteSince(hash, readMs > 0 ? readMs : this.now()))
-          return this.fillSkip('peer_write', true);
-        // The fill counts as our write: a peer write landing within the window deletes it again.
-        times?.localWrite(key, hash, this.now());
-        const job = makeJob('fill', key, -1, {
-          value,
-          flags,
-          exptime: ttl < 0 ? 0 : ttl,
-          expiresAtMs: ttl < 0 ? 0 : this.now() + ttl * 1000,
-        });
-        if (!this.connectionFor(key, hash).offer(job)) this.fillSkip('queue_full', true);
-      },
-      () => {
-        this.lookups--;
-        this.fillSkip('lookup_failed', true);
-      },
-    );
+    // A source before meta commands cannot tell a key's remaining TTL: a value filled without
+    // it could outlive the source's, so there is no fill (DESIGN.md, invariant 4).
+    this.sourceMeta
+      .then((meta) => {
+        if (meta === false) throw new NoTtlLookup();
+        return source.mg(key, ['t']);
+      })
+      .then(
+        (reply) => {
+          this.lookups--;
+          if (this.closed) return;
+          if (reply.code !== 'HD' && reply.code !== 'VA') return this.fillSkip('gone', true);
+          if (this.recent.changedSince(hash, readMark)) return this.fillSkip('mutated', true);
+          const ttl = metaFlagNumber(reply.flags, 't') ?? NaN;
+          if (!Number.isInteger(ttl)) return this.fillSkip('lookup_failed', true);
+          // protocol.txt "Meta Get": t is -1 for an item that never expires.
+          if (ttl === 0) return this.fillSkip('expiring', true);
+          if (!this.fits(key, value, flags)) return this.fillSkip('too_large', true);
+          // Two-way: the hit may be a value the other side has replaced or deleted since.
+          const times = this.writeTimes;
+          if (times?.peerWroteSince(hash, readMs > 0 ? readMs : this.now()))
+            return this.fillSkip('peer_write', true);
+          // The fill counts as our write: a peer write landing within the window deletes it again.
+          times?.localWrite(key, hash, this.now());
+          const job = makeJob('fill', key, -1, {
+            value,
+            flags,
+            exptime: ttl < 0 ? 0 : ttl,
+            expiresAtMs: ttl < 0 ? 0 : this.now() + ttl * 1000,
+          });
+          if (!this.connectionFor(key, hash).offer(job)) this.fillSkip('queue_full', true);
+        },
+        (err: unknown) => {
+          this.lookups--;
+          this.fillSkip(err instanceof NoTtlLookup ? 'no_ttl_lookup' : 'lookup_failed', true);
+        },
+      );
   }
 
   private fillSkip(reason: string, attempted: boolean): void {
@@ -728,6 +747,9 @@ const RELATIVE_EXPTIME_MAX = 60 * 60 * 24 * 30;
  * out, in ms of the capture clock; 0 when the exptime is absolute, never or
  * already past (those are written as they are).
  */
+/** The source is older than meta commands (no `mg ... t`): no way to learn a key's TTL. */
+class NoTtlLookup extends Error {}
+
 function expiresAt(exptime: number, sourceMs: number): number {
   if (exptime <= 0 || exptime > RELATIVE_EXPTIME_MAX || sourceMs <= 0) return 0;
   return sourceMs + exptime * 1000;

@@ -1,9 +1,13 @@
 /**
- * An in-process stand-in for memcached 1.4 (text protocol only), for what a
- * real server of today cannot show: a server with no meta commands, which
- * answers `mn`, `mg` and the rest with ERROR. It keeps items in a Map and
+ * An in-process stand-in for memcached before meta commands (text protocol
+ * only), for what a real server of today cannot show: a server which answers
+ * `mn`, `mg` and the rest with ERROR, and reads the data block after an
+ * `ms` line as one more (unknown) command line, as memcached 1.4 and 1.5
+ * before 1.5.19 do (memcached.c, process_command: an unknown first word is
+ * ERROR, and nothing after it is skipped). It keeps items in a Map and
  * answers get/gets/set/add/replace/append/prepend/cas/delete/incr/decr/touch,
- * flush_all, version and `stats settings` as 1.4.25 does.
+ * flush_all, version and `stats settings` as 1.4.25 does; `version` reports
+ * the release asked for (1.4.25 by default).
  */
 import { createServer, type Server, type Socket } from 'node:net';
 
@@ -22,7 +26,8 @@ export interface FakeServer {
   close(): Promise<void>;
 }
 
-export async function startMemcached14(): Promise<FakeServer> {
+export async function startMemcached14(options: { version?: string } = {}): Promise<FakeServer> {
+  const version = options.version ?? '1.4.25';
   const items = new Map<string, Item>();
   const lines: string[] = [];
   let cas = 0;
@@ -95,7 +100,7 @@ export async function startMemcached14(): Promise<FakeServer> {
           items.clear();
           reply = 'OK\r\n';
         } else if (cmd === 'version') {
-          reply = 'VERSION 1.4.25\r\n';
+          reply = `VERSION ${version}\r\n`;
         } else if (cmd === 'stats' && w[1] === 'settings') {
           reply = 'STAT item_size_max 1048576\r\nEND\r\n';
         } else {
