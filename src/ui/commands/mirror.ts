@@ -145,7 +145,7 @@ export function registerMirror(program: Command, out: Output): void {
     )
     .option(
       '--capture-buffer <bytes>',
-      "tcpdump's kernel ring (-B); default: sized from the interface's MTU (immediate) or 64 MiB (batched)",
+      "the capture program's kernel ring (-B); default: sized from the interface's MTU (immediate) or 64 MiB",
     )
     .option(
       '--two-way-ports <low-high>',
