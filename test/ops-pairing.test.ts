@@ -533,13 +533,166 @@ describe('memory of pending requests', () => {
       'text set big stored flags=0 exp=0',
       'text set small stored value=ok flags=0 exp=0',
     ]);
-    assert.equal(h.ops[0]!.oversize, true);
+    assert.equal(h.ops[0]!.shed, true);
     assert.equal(h.extractor.counters.shedValues, 1);
     assert.equal(h.extractor.pendingBytes.used, 0);
   });
 });
 
+describe('memory of values still arriving', () => {
+  // A value that spells commands: skipped by its declared length, it never becomes a request.
+  const forged = 'x\r\nset victim 0 0 6\r\nforged\r\n'.padEnd(200, 'y');
+
+  it('skips a text value the pending budget cannot hold by its length: the key is invalidated, pairing intact', () => {
+    const h = harness({ maxPendingBytes: 100 });
+    h.send('request', `set big 7 0 200\r\n${forged.slice(0, 50)}`);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+    h.send('request', `${forged.slice(50)}\r\nset small 0 0 2\r\nok\r\n`);
+    h.send('response', 'STORED\r\nSTORED\r\n');
+    assert.deepEqual(h.ops.map(show), [
+      'text set big stored flags=7 exp=0',
+      'text set small stored value=ok flags=0 exp=0',
+    ]);
+    assert.equal(h.ops[0]!.shed, true);
+    assert.equal(h.ops[0]!.oversize, false);
+    const c = h.extractor.counters;
+    assert.equal(c.shedPartialValues, 1);
+    assert.equal(c.protocolErrors + c.resyncs + c.mismatchedResponses, 0);
+  });
+
+  it('holds a value while it arrives when the budget has room, and gives the bytes back', () => {
+    const h = harness({ maxPendingBytes: 1000 });
+    h.send('request', `set big 0 0 200\r\n${forged.slice(0, 50)}`);
+    assert.ok(h.extractor.pendingBytes.used >= 200);
+    h.send('request', `${forged.slice(50)}\r\n`);
+    h.send('response', 'STORED\r\n');
+    assert.deepEqual(h.ops.map(show), [`text set big stored value=${forged} flags=0 exp=0`]);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+
+  it('skips a binary value by its body length, a quiet one included', () => {
+    const h = harness({ maxPendingBytes: 100 });
+    const value = Buffer.from(forged, 'latin1');
+    const big = Buffer.concat(encodeBinaryStore(BinaryOpcode.SetQ, Buffer.from('big'), value, 3, 0, 0n, 1));
+    const small = Buffer.concat(
+      encodeBinaryStore(BinaryOpcode.Set, Buffer.from('small'), Buffer.from('ok'), 0, 0, 0n, 2),
+    );
+    h.send('request', big.subarray(0, 100));
+    h.send('request', Buffer.concat([big.subarray(100), small]));
+    h.send('response', Buffer.concat(encodeBinaryResponse({ opcode: BinaryOpcode.Set, opaque: 2 })));
+    assert.deepEqual(h.ops.map(show), [
+      'binary set big stored flags=3 exp=0',
+      'binary set small stored value=ok flags=0 exp=0',
+    ]);
+    assert.equal(h.ops[0]!.shed, true);
+    assert.equal(h.extractor.counters.shedPartialValues, 1);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+
+  it('keeps no multi-get value past the budget: that key is a hit without a value, the others fill', () => {
+    const h = harness({ maxPendingBytes: 100 });
+    h.send('request', 'get a b\r\n');
+    h.send('response', `VALUE a 0 200\r\n${forged}\r\nVALUE b 0 2\r\nok\r\nEND\r\n`);
+    assert.deepEqual(h.ops.map(show), ['text get a hit', 'text get b hit value=ok flags=0']);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+
+  it('gives back what a flow held when it closes mid-value', () => {
+    const h = harness({ maxPendingBytes: 1000 });
+    h.send('request', `set big 0 0 200\r\n${forged.slice(0, 50)}`);
+    assert.ok(h.extractor.pendingBytes.used > 0);
+    h.extractor.close(h.flow, 'rst');
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+
+  it('resyncs a flow whose incomplete line the budget cannot hold, counted apart from protocol errors', () => {
+    const h = harness({ maxPendingBytes: 16, settleMicros: 1000 });
+    h.send('request', 'get aaaaaaaaaa bbbbbbbbbb', 10);
+    h.send('request', ' cccccccccc\r\nset d 0 0 1\r\n4\r\n', 11);
+    h.send('response', 'END\r\nSTORED\r\n', 12);
+    const c = h.extractor.counters;
+    assert.equal(c.shedLines, 1);
+    assert.equal(c.protocolErrors, 0);
+    // Read while hunting: it could have been a value's bytes, so it carries no value on.
+    assert.deepEqual(h.ops.map(show), ['text set d unknown flags=0 exp=0']);
+    assert.equal(h.extractor.pendingBytes.used, 0);
+  });
+});
+
+describe('gaps inside values', () => {
+  it('skips a text data block a gap fell into by its declared length: no hunt, the key invalidated, the next request paired', () => {
+    const h = harness();
+    const value = 'ab\r\nset victim 0 0 6\r\nforged\r\nyz';
+    h.send('request', `set big 0 0 ${value.length}\r\n${value.slice(0, 3)}`);
+    h.extractor.gap(h.flow, 'request', 10);
+    h.send('request', `${value.slice(13)}\r\nset next 0 0 1\r\nx\r\n`);
+    h.send('response', 'STORED\r\nSTORED\r\n');
+    assert.deepEqual(h.ops.map(show), [
+      'text set big stored flags=0 exp=0',
+      'text set next stored value=x flags=0 exp=0',
+    ]);
+    const c = h.extractor.counters;
+    assert.equal(c.gapsInValues, 1);
+    assert.equal(c.resyncs + c.protocolErrors + c.mismatchedResponses, 0);
+  });
+
+  it('stays in step when a gap ends exactly with the data block, and resyncs when it runs past it', () => {
+    const h = harness();
+    h.send('request', 'set a 0 0 6\r\nab');
+    h.extractor.gap(h.flow, 'request', 6); // 'cdef\r\n'
+    h.send('request', 'set b 0 0 1\r\nb\r\n');
+    h.send('response', 'STORED\r\nSTORED\r\n');
+    assert.deepEqual(h.ops.map(show), [
+      'text set a stored flags=0 exp=0',
+      'text set b stored value=b flags=0 exp=0',
+    ]);
+    h.send('request', 'set c 0 0 6\r\nab');
+    h.extractor.gap(h.flow, 'request', 7); // past the block: the next request's first byte is lost too
+    assert.equal(h.extractor.counters.resyncs, 1);
+  });
+
+  it('skips a binary value a gap fell into, and a read reply whose value a gap fell into fills nothing', () => {
+    const h = harness();
+    const value = Buffer.from('0123456789'.repeat(10));
+    const big = Buffer.concat(encodeBinaryStore(BinaryOpcode.Set, Buffer.from('big'), value, 3, 0, 0n, 1));
+    const next = Buffer.concat(
+      encodeBinaryStore(BinaryOpcode.Set, Buffer.from('n'), Buffer.from('x'), 0, 0, 0n, 2),
+    );
+    h.send('request', big.subarray(0, 50));
+    h.extractor.gap(h.flow, 'request', 30);
+    h.send('request', Buffer.concat([big.subarray(80), next]));
+    h.send(
+      'response',
+      Buffer.concat([
+        ...encodeBinaryResponse({ opcode: BinaryOpcode.Set, opaque: 1 }),
+        ...encodeBinaryResponse({ opcode: BinaryOpcode.Set, opaque: 2 }),
+      ]),
+    );
+    assert.deepEqual(h.ops.map(show), [
+      'binary set big stored flags=3 exp=0',
+      'binary set n stored value=x flags=0 exp=0',
+    ]);
+    const t = harness();
+    t.send('request', 'get k\r\n');
+    t.send('response', 'VALUE k 0 20\r\n0123');
+    t.extractor.gap(t.flow, 'response', 6);
+    t.send('response', '0123456789\r\nEND\r\n');
+    assert.deepEqual(t.ops.map(show), ['text get k hit']);
+    assert.equal(t.extractor.counters.gapsInValues, 1);
+  });
+});
+
 describe('gaps, mid-stream joins and garbage', () => {
+  it('does not trust a command found by hunting when the client paused mid-value: no reply came after its last bytes', () => {
+    const h = harness({ settleMicros: 1000 });
+    h.send('request', 'set big 0 0 1', 10);
+    h.extractor.gap(h.flow, 'request', 200); // the rest of the line and part of the value: the flow hunts
+    // Long after, with no reply in between: bytes that look like a command (they are the rest of the value).
+    h.send('request', 'set victim 0 0 6\r\nforged\r\n', 5000);
+    h.send('response', 'STORED\r\n', 5001);
+    assert.deepEqual(h.ops.map(show), ['text set victim unknown flags=0 exp=0']);
+  });
+
   it('a request gap reports pending mutations as unknown, resyncs at the next command, trusts replies once idle', () => {
     const h = harness({ settleMicros: 1000 });
     h.send('request', 'set a 0 0 1\r\n1\r\nget a\r\nset b 0 0 5\r\nhel', 10);
@@ -550,6 +703,8 @@ describe('gaps, mid-stream joins and garbage', () => {
     h.send('response', 'STORED\r\n', 5001);
     assert.deepEqual(h.ops.map(show), [
       'text set a unknown value=1 flags=0 exp=0',
+      // Cut by the gap: the source may have stored it whole, so its key is invalidated.
+      'text set b unknown flags=0 exp=0',
       // Read while hunting after the gap: it could be a value's bytes, so it carries no value on.
       'text set c unknown flags=0 exp=0',
       'text set d stored value=4 flags=0 exp=0',

@@ -180,6 +180,8 @@ export class MirrorJob {
   private peerFlows = 0;
   private started = 0;
   private finishedAt = 0;
+  /** Values, partial values and lines the pending byte budget had turned away at the last warning check. */
+  private shedSeen = 0;
   private stopRequested = false;
   private stopCapture: (() => void) | undefined;
   private lastCaptureMicros = 0;
@@ -416,7 +418,10 @@ export class MirrorJob {
     const delay = tcpdump.prompt ? CAPTURE_DELAY_MS.immediate : CAPTURE_DELAY_MS.batched;
     tcpdump.stdout.on('data', (chunk: Buffer) => this.push(chunk));
     // A quiet live capture brings no packets to sweep idle flows by capture time: sweep by the clock too.
-    const sweeper = setInterval(() => this.pipeline.flows.sweep(Date.now() * 1000), 1000);
+    const sweeper = setInterval(() => {
+      this.pipeline.flows.sweep(Date.now() * 1000);
+      this.warnIfShedding();
+    }, 1000);
     sweeper.unref();
     const ticker = setInterval(() => this.extractor.tick((Date.now() - delay) * 1000), TICK_MS);
     ticker.unref();
@@ -441,6 +446,18 @@ export class MirrorJob {
       return this.finish(tcpdump.error);
     });
     await tcpdump.ready;
+  }
+
+  /** Says when the pending byte budget began to turn values away (Warnings rate-limits the repeats). */
+  private warnIfShedding(): void {
+    const c = this.extractor.counters;
+    const shed = c.shedValues + c.shedPartialValues + c.shedLines;
+    if (shed === this.shedSeen) return;
+    this.shedSeen = shed;
+    this.warn(
+      `the pending byte budget (--max-pending-bytes ${this.extractor.pendingBytes.max}) is full: ` +
+        `values are not held and their keys are invalidated on the target (${shed} so far)`,
+    );
   }
 
   /** One copy per route, from its source server into its pool, guarded by that route's replayer. */

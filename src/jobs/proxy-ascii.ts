@@ -132,8 +132,8 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
   /** Removes `key` from its primary server (and the secondary where this mode writes both), unseen by the client. */
   private evict(key: Buffer): void {
     // A plain delete where the key can travel as a word (servers before 1.6 have no md).
-    const parts = keyNeedsBase64(key)
-      ? encodeAsciiRequest({
+    const req: AsciiRequest = keyNeedsBase64(key)
+      ? {
           kind: 'meta',
           command: 'md',
           key,
@@ -142,10 +142,11 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
           value: undefined,
           quiet: false,
           opaque: undefined,
-        })
-      : encodeAsciiRequest({ kind: 'delete', key, noreply: false });
+        }
+      : { kind: 'delete', key, noreply: false };
+    const parts = encodeAsciiRequest(req);
     if (this.ctx.mode === 'warm') this.ctx.deleted(key);
-    const slot = this.single(this.serverOf(key), parts, true, undefined);
+    const slot = this.single(this.serverOf(key), req, parts, true, undefined);
     if (this.ctx.mode !== 'shadow') this.secondary(key, parts, slot);
     this.push(slot);
   }
@@ -156,7 +157,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       case 'storage': {
         const parts = encodeAsciiRequest(req.noreply ? { ...req, noreply: false } : req);
         if (mode !== 'dual' || req.command === 'set') {
-          const slot = this.single(this.serverOf(req.key), parts, req.noreply, undefined);
+          const slot = this.single(this.serverOf(req.key), req, parts, req.noreply, undefined);
           if (mode === 'dual') this.secondary(req.key, parts, slot);
           this.push(slot);
           return;
@@ -185,7 +186,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       case 'arithmetic':
       case 'touch': {
         const parts = encodeAsciiRequest(req.noreply ? { ...req, noreply: false } : req);
-        const slot = this.single(this.serverOf(req.key), parts, req.noreply, undefined);
+        const slot = this.single(this.serverOf(req.key), req, parts, req.noreply, undefined);
         if (mode === 'dual') this.secondary(req.key, parts, slot);
         this.push(slot);
         return;
@@ -193,7 +194,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       case 'delete': {
         const parts = encodeAsciiRequest(req.noreply ? { ...req, noreply: false } : req);
         if (mode === 'warm') this.ctx.deleted(req.key);
-        const slot = this.single(this.serverOf(req.key), parts, req.noreply, undefined);
+        const slot = this.single(this.serverOf(req.key), req, parts, req.noreply, undefined);
         if (mode !== 'shadow') this.secondary(req.key, parts, slot);
         this.push(slot);
         return;
@@ -206,10 +207,18 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         const slot = newSlot();
         const servers = this.ctx.primary.servers.length;
         for (let i = 0; i < servers; i++) {
-          this.forward(i, parts, slot, (reply) => {
-            // The first server's reply speaks for all, unless another one failed.
-            if (!req.noreply && (i === 0 || reply.kind === 'error')) slot.parts = encodeAsciiResponse(reply);
-          });
+          this.forward(
+            i,
+            parts,
+            slot,
+            (reply) => {
+              // The first server's reply speaks for all, unless another one failed.
+              if (!req.noreply && (i === 0 || reply.kind === 'error'))
+                slot.parts = encodeAsciiResponse(reply);
+            },
+            false,
+            req,
+          );
         }
         if (mode !== 'shadow') {
           for (let i = 0; i < this.ctx.secondary.servers.length; i++)
@@ -318,7 +327,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
       this.push(slot);
       return;
     }
-    const slot = this.single(index, parts, false, drops);
+    const slot = this.single(index, req, parts, false, drops);
     if (req.command === 'md' && mode === 'warm') this.ctx.deleted(req.key);
     if (req.command === 'md' && mode !== 'shadow') {
       // The key goes from the secondary whatever the primary's conditions said.
@@ -337,6 +346,9 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
     const slot = newSlot();
     const out: Buffer[] = [];
     let failed = false;
+    const now = Date.now();
+    const shadow = this.ctx.shadows[index];
+    let answered = false;
     slot.pending++;
     this.upstream('primary', index).send(
       [...encodeAsciiRequest(req), MN_REQUEST],
@@ -345,10 +357,15 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         ends: (reply) => reply.kind === 'meta' && reply.code === 'MN',
         frame: (reply) => {
           if (reply.kind !== 'meta' || reply.code !== 'MN') {
+            // The request's own reply (a creation's HD, a failure): its outcome, for the shadow.
+            if (!answered) shadow?.text(req, reply, this.id, now * 1000);
+            answered = true;
             out.push(...encodeAsciiResponse(reply));
             if (reply.kind !== 'meta' || (reply.code !== 'HD' && reply.code !== 'VA')) failed = true;
             return false;
           }
+          // Nothing before the fence: the increment succeeded quietly.
+          if (!answered) shadow?.textQuiet(req, this.id, now * 1000);
           slot.parts = out;
           if (this.ctx.mode === 'dual' && !failed) {
             // Applied (shown or not): the secondary gets the plain delta, vivifying as the primary did.
@@ -368,12 +385,13 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
           return true;
         },
         fail: (reason) => {
+          if (!answered) shadow?.textLost(req, this.id, now * 1000);
           this.ctx.counters.primaryErrors++;
           slot.parts = serverError(reason);
           this.done(slot);
         },
       },
-      Date.now(),
+      now,
     );
     this.push(slot);
   }
@@ -390,10 +408,14 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
     }
     let failure: Buffer[] | undefined;
     const warm = this.ctx.mode === 'warm';
+    const now = Date.now();
     for (let index = 0; index < servers; index++) {
       const group = groups[index];
       if (group === undefined) continue;
       const sub = group.length === keys.length ? req : { ...req, keys: group.map((k) => keys[k] as Buffer) };
+      const shadow = this.ctx.shadows[index];
+      /** Shadow mode: the reply's frames, for the operations it makes. */
+      const frames: AsciiResponse[] | undefined = shadow === undefined ? undefined : [];
       let pos = 0;
       slot.pending++;
       this.upstream('primary', index).send(
@@ -402,24 +424,27 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
           sentAt: 0,
           ends: (reply) => reply.kind !== 'value',
           frame: (reply) => {
+            frames?.push(reply);
             if (reply.kind === 'value') {
               // Hits come back in the order asked, misses left out: walk the group to place each one.
               while (pos < group.length && !(keys[group[pos] as number] as Buffer).equals(reply.key)) pos++;
               if (pos < group.length) found[group[pos++] as number] = reply;
               return false;
             }
+            if (frames !== undefined) shadow?.textRead(sub, frames, this.id, now * 1000);
             if (reply.kind !== 'end') failure ??= encodeAsciiResponse(reply);
             else if (warm) this.warmMisses(req, group, found, slot);
             this.done(slot);
             return true;
           },
           fail: (reason) => {
+            shadow?.textLost(sub, this.id, now * 1000);
             this.ctx.counters.primaryErrors++;
             failure ??= serverError(reason);
             this.done(slot);
           },
         },
-        Date.now(),
+        now,
       );
     }
     slot.build = () => {
@@ -463,6 +488,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
   /** A request answered by one reply frame from one primary server. */
   private single(
     index: number,
+    req: AsciiRequest,
     parts: Buffer[],
     noreply: boolean,
     drops: ((reply: AsciiResponse) => boolean) | undefined,
@@ -476,6 +502,7 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
         if (!noreply && !drops?.(reply)) slot.parts = encodeAsciiResponse(reply);
       },
       noreply,
+      req,
     );
     return slot;
   }
@@ -508,29 +535,38 @@ export class AsciiProxySession extends ProxySession<AsciiResponse> {
     return slot;
   }
 
-  /** Sends one request expecting one reply frame; `reply` sees it, a failure becomes SERVER_ERROR. */
+  /**
+   * Sends one request expecting one reply frame; `reply` sees it, a failure
+   * becomes SERVER_ERROR. In shadow mode `shadowed` (the request as the
+   * client sent it) goes with its reply to become an operation.
+   */
   private forward(
     index: number,
     parts: Buffer[],
     slot: Slot,
     reply: (frame: AsciiResponse) => void,
     quietFailure = false,
+    shadowed?: AsciiRequest,
   ): void {
     slot.pending++;
+    const now = Date.now();
+    const shadow = shadowed === undefined ? undefined : this.ctx.shadows[index];
     const leg: Leg<AsciiResponse> = {
       sentAt: 0,
       frame: (frame) => {
+        shadow?.text(shadowed as AsciiRequest, frame, this.id, now * 1000);
         reply(frame);
         this.done(slot);
         return true;
       },
       fail: (reason) => {
+        shadow?.textLost(shadowed as AsciiRequest, this.id, now * 1000);
         this.ctx.counters.primaryErrors++;
         if (!quietFailure) slot.parts = serverError(reason);
         this.done(slot);
       },
     };
-    this.upstream('primary', index).send(parts, leg, Date.now());
+    this.upstream('primary', index).send(parts, leg, now);
   }
 
   /** The same mutation on the secondary server of `key`; its reply is awaited but never shown. */

@@ -84,10 +84,21 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
 
   /** Removes `key` where a set of it would have landed, unseen by the client (memcached drops a set it refused). */
   private evict(key: Buffer): void {
-    const parts = encodeBinaryRequest({ opcode: Op.Delete, key });
+    const req: BinaryRequest = {
+      magic: B.BINARY_REQUEST,
+      opcode: Op.Delete,
+      dataType: 0,
+      vbucket: 0,
+      opaque: 0,
+      cas: 0n,
+      extras: EMPTY,
+      key,
+      value: EMPTY,
+    };
+    const parts = encodeBinaryRequest(req);
     if (this.ctx.mode === 'warm') this.ctx.deleted(key);
     const slot = newSlot();
-    this.send(this.serverOf(key), parts, slot, () => undefined);
+    this.send(this.serverOf(key), req, parts, slot, () => undefined);
     if (this.ctx.mode !== 'shadow') this.secondary(key, parts, slot);
     // The delete's own reply is not the client's: the slot shows nothing.
     slot.build = () => (slot.parts = []);
@@ -152,7 +163,7 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
         const parts = encodeBinaryRequest({ ...req, opcode: loud });
         const slot = newSlot();
         for (let i = 0; i < this.ctx.primary.servers.length; i++) {
-          this.send(i, parts, slot, (reply) => {
+          this.send(i, req, parts, slot, (reply) => {
             if ((i === 0 || reply.status !== 0) && !(quiet && reply.status === 0)) {
               slot.parts = encodeBinaryResponse({ ...reply, opcode: req.opcode });
             }
@@ -204,7 +215,7 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
     const parts = quiet ? encodeBinaryRequest({ ...req, opcode: loud }) : encodeBinaryRequest(req);
     const index = this.serverOf(req.key);
     const slot = newSlot();
-    this.send(index, parts, slot, (reply) => {
+    this.send(index, req, parts, slot, (reply) => {
       if (reply.status === BinaryStatus.KeyNotFound && this.ctx.mode === 'warm') {
         slot.pending++;
         this.ctx.warm(req.key).then(
@@ -243,31 +254,45 @@ export class BinaryProxySession extends ProxySession<BinaryResponse> {
     then?: (succeeded: boolean) => void,
   ): Slot {
     const slot = newSlot();
-    this.send(index, parts, slot, (reply) => {
+    this.send(index, req, parts, slot, (reply) => {
       if (reply.status !== quietStatus) slot.parts = encodeBinaryResponse({ ...reply, opcode: req.opcode });
       then?.(reply.status === BinaryStatus.NoError);
     });
     return slot;
   }
 
-  private send(index: number, parts: Buffer[], slot: Slot, reply: (frame: BinaryResponse) => void): void {
+  /**
+   * Sends one request to a primary server; `reply` sees its reply. In shadow
+   * mode `req` (as the client sent it) goes with the reply to become an operation.
+   */
+  private send(
+    index: number,
+    req: BinaryRequest,
+    parts: Buffer[],
+    slot: Slot,
+    reply: (frame: BinaryResponse) => void,
+  ): void {
     slot.pending++;
+    const now = Date.now();
+    const shadow = this.ctx.shadows[index];
     this.upstream('primary', index).send(
       parts,
       {
         sentAt: 0,
         frame: (frame) => {
+          shadow?.binary(req, frame, this.id, now * 1000);
           reply(frame);
           this.done(slot);
           return true;
         },
         fail: (reason) => {
+          shadow?.binaryLost(req, this.id, now * 1000);
           this.ctx.counters.primaryErrors++;
           slot.parts = this.failure(parts, reason);
           this.done(slot);
         },
       },
-      Date.now(),
+      now,
     );
   }
 

@@ -16,7 +16,8 @@ import type { Socket } from 'node:net';
 import { closeSoon, type ConnectionHandler } from '../net/listener.js';
 import { Ring } from '../net/ring.js';
 import type { Pool } from '../topology/pool.js';
-import type { Upstream, UpstreamTap } from './proxy-upstream.js';
+import type { PairedOperations } from '../ops/paired.js';
+import type { Upstream } from './proxy-upstream.js';
 
 export type ProxyMode = 'shadow' | 'warm' | 'dual';
 
@@ -62,8 +63,12 @@ export interface ProxyContext {
   figures(): Array<[string, string]>;
   /** `item_size_max` of a primary server: a larger store is refused as memcached refuses it. */
   itemSizeMax(serverIndex: number): number;
-  /** The tap for a primary upstream of a session (shadow mode), or undefined. */
-  tap(serverIndex: number, sessionId: number): UpstreamTap | undefined;
+  /**
+   * Shadow mode: per primary server, where the requests it answered go with
+   * their replies, to become operations replayed on the secondary (empty
+   * when nothing is shadowed).
+   */
+  readonly shadows: readonly PairedOperations[];
   /** Whether synchronous secondary writes go to this server now (it was not failing recently). */
   secondaryUsable(serverIndex: number): boolean;
   /** A synchronous secondary write to this server failed or was skipped: the key must be invalidated later. */

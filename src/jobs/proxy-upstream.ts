@@ -41,16 +41,8 @@ interface Waiting<F> {
 /** A server with legs waiting that has sent nothing for this many timeouts is stuck: the connection goes. */
 const STUCK_TIMEOUTS = 4;
 
-/** Sees the bytes of an upstream connection both ways (shadow mode feeds the operation extractor). */
-export interface UpstreamTap {
-  sent(chunk: Buffer): void;
-  received(chunk: Buffer): void;
-  closed(): void;
-}
-
 export interface UpstreamOptions {
   readonly timeoutMs: number;
-  readonly tap?: UpstreamTap | undefined;
   /** Called once when the connection is given up (error, close, timeout). */
   readonly onDown?: ((reason: string) => void) | undefined;
   /** Called when a write leaves the socket's buffer over its high-water mark. */
@@ -73,15 +65,11 @@ export class Upstream<F> {
   private readonly options: UpstreamOptions;
   private down: string | undefined;
   private corked = false;
-  /** What was written this batch, for the tap. */
-  private readonly tapped: Buffer[] | undefined;
-  private tappedBytes = 0;
 
   constructor(address: string, parser: FrameParser<F>, options: UpstreamOptions) {
     this.address = address;
     this.options = options;
     this.decoder = new FrameDecoder(parser);
-    this.tapped = options.tap === undefined ? undefined : [];
     const endpoint = parseEndpoint(address);
     this.socket = connect({ host: endpoint.host, port: endpoint.port, noDelay: true });
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -113,28 +101,12 @@ export class Upstream<F> {
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    const tapped = this.tapped;
-    for (const part of parts) {
-      this.socket.write(part);
-      if (tapped !== undefined) {
-        tapped.push(part);
-        this.tappedBytes += part.length;
-      }
-    }
+    for (const part of parts) this.socket.write(part);
   }
 
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
-    const tapped = this.tapped;
-    if (tapped !== undefined && tapped.length > 0) {
-      // One piece per batch: the tap's parser then reads the requests in place instead of joining parts.
-      this.options.tap?.sent(
-        tapped.length === 1 ? (tapped[0] as Buffer) : Buffer.concat(tapped, this.tappedBytes),
-      );
-      tapped.length = 0;
-      this.tappedBytes = 0;
-    }
     // Corked writes always overrun the socket's small high-water mark; only a real backlog counts.
     if (this.socket.writableLength > CONGESTED_BYTES) this.options.onCongested?.();
   };
@@ -166,7 +138,6 @@ export class Upstream<F> {
 
   private onData(chunk: Buffer): void {
     if (this.down !== undefined) return;
-    this.options.tap?.received(chunk);
     this.lastHeard = Date.now();
     try {
       this.decoder.push(chunk, (frame) => {
@@ -191,7 +162,6 @@ export class Upstream<F> {
     for (let w = this.legs.shift(); w !== undefined; w = this.legs.shift())
       if (!w.abandoned) w.leg.fail(reason);
     this.checked = 0;
-    this.options.tap?.closed();
     this.options.onDown?.(reason);
   }
 }

@@ -2,8 +2,8 @@
  * `memshift proxy`: clients talk to memshift, which answers from the primary
  * pool and keeps the secondary pool in step, for when capture is impossible.
  *
- *   shadow: old pool answers; each upstream connection's bytes feed an
- *           OperationExtractor → Replayer on the new pool (the mirror's
+ *   shadow: old pool answers; each request it answered, with its reply, feeds
+ *           PairedOperations → Replayer on the new pool (the mirror's
  *           outcome rules, bounded queues, dropped keys invalidated later,
  *           fill on read with the source's TTL); nothing on the primary path
  *           waits for the new pool.
@@ -14,11 +14,11 @@
  *           keys it missed are deleted there once it answers again.
  */
 import type { Socket } from 'node:net';
-import type { Flow } from '../capture/tcp-reassembly.js';
 import { MemcachedClient } from '../net/client.js';
 import { Listener, type ListenerCounters, type ListenerOptions } from '../net/listener.js';
 import { DEFAULT_ITEM_SIZE_MAX, parserLimitsFor, readServerLimits } from '../net/server-limits.js';
-import { OperationExtractor, type OperationCounters } from '../ops/extractor.js';
+import { PairedOperations } from '../ops/paired.js';
+import type { OperationCounters } from '../ops/session.js';
 import { DEFAULT_LIMITS, type Limits } from '../protocol/limits.js';
 import { Replayer, type ReplayCounters, type ReplayerOptions } from '../replay/replayer.js';
 import { parsePoolSpec, type Pool } from '../topology/pool.js';
@@ -27,7 +27,7 @@ import { BinaryProxySession, isBinaryStart } from './proxy-binary.js';
 import { AsciiProxySession } from './proxy-ascii.js';
 import { SecondaryKeeper } from './proxy-secondary.js';
 import type { ProxyContext, ProxyCounters, ProxyMode } from './proxy-session.js';
-import { Upstream, type UpstreamTap } from './proxy-upstream.js';
+import { Upstream } from './proxy-upstream.js';
 import { AsciiResponseParser } from '../protocol/ascii.js';
 import { BinaryResponseParser } from '../protocol/binary.js';
 import type { FrameParser } from '../protocol/decoder.js';
@@ -87,7 +87,7 @@ export interface ProxyStatus {
   readonly remembered: number;
   readonly rememberOverflow: number;
   readonly invalidated: number;
-  /** Shadow mode: what the extractors read and what the replayers did, summed over primary servers. */
+  /** Shadow mode: the operations the proxy's replies made and what the replayers did, summed over primary servers. */
   readonly operations: OperationCounters | undefined;
   readonly replay: ReplayCounters | undefined;
   readonly backfill: {
@@ -124,13 +124,12 @@ export class Proxy {
   private itemSizes: number[] = [];
   private readonly timeoutMs: number;
   private readonly secondaryTimeoutMs: number;
-  private readonly extractors: OperationExtractor[] = [];
+  private readonly shadows: PairedOperations[] = [];
   private readonly replayers: Replayer[] = [];
   private readonly backfills: ProxyStatus['backfill'] = [];
   private readonly keeper: SecondaryKeeper;
   private readonly abort = new AbortController();
   private sweepTimer: NodeJS.Timeout | undefined;
-  private nextFlow = 1;
   private started = 0;
 
   constructor(options: ProxyOptions) {
@@ -151,6 +150,7 @@ export class Proxy {
           ...(options.onWarning ? { onWarning: options.onWarning } : {}),
         });
         this.replayers.push(replayer);
+        this.shadows.push(new PairedOperations((op) => replayer.apply(op)));
       }
     }
     this.keeper = new SecondaryKeeper({
@@ -176,7 +176,7 @@ export class Proxy {
       counters: this.counters,
       itemSizeMax: (index) => this.itemSizes[index] ?? DEFAULT_ITEM_SIZE_MAX,
       figures: () => this.figures(),
-      tap: (index, sessionId) => this.tap(index, sessionId),
+      shadows: this.shadows,
       secondaryUsable: (index) => this.keeper.usable(index),
       secondaryMissed: (index, key, reason) => this.keeper.missed(index, key, reason),
       deleted: (key) => this.keeper.deleted(key),
@@ -190,9 +190,6 @@ export class Proxy {
 
   async start(): Promise<{ host: string; port: number }> {
     await this.readLimits();
-    for (const replayer of this.replayers) {
-      this.extractors.push(new OperationExtractor((op) => replayer.apply(op), { limits: this.limits }));
-    }
     const bound = await this.listener.listen();
     this.started = Date.now();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
@@ -266,7 +263,7 @@ export class Proxy {
       rememberOverflow: this.keeper.rememberOverflow,
       invalidated: this.keeper.invalidated,
       operations:
-        this.options.mode === 'shadow' ? sumCounters(this.extractors.map((e) => e.counters)) : undefined,
+        this.options.mode === 'shadow' ? sumCounters(this.shadows.map((e) => e.counters)) : undefined,
       replay: this.options.mode === 'shadow' ? sumReplay(this.replayers.map((r) => r.counters)) : undefined,
       backfill: this.backfills.map((b) => ({ ...b })),
     };
@@ -334,7 +331,6 @@ export class Proxy {
         parser as FrameParser<unknown>,
         {
           timeoutMs: side === 'primary' ? this.timeoutMs : this.secondaryTimeoutMs,
-          tap: side === 'primary' ? this.tap(index, sessionId) : undefined,
           onDown: () => {
             this.upstreams.delete(created);
             if (congested) this.congestedCount--;
@@ -364,25 +360,6 @@ export class Proxy {
 
   private resumePaused(): void {
     for (const session of [...this.paused]) session.maybeResume();
-  }
-
-  private tap(index: number, sessionId: number): UpstreamTap | undefined {
-    const extractor = this.extractors[index];
-    if (extractor === undefined) return undefined;
-    const server = this.options.primary.servers[index];
-    const flow: Flow = {
-      id: this.nextFlow++,
-      client: { family: 4, address: '127.0.0.1', port: sessionId & 0xffff },
-      server: { family: 4, address: server?.host ?? '', port: server?.port ?? 0 },
-      midstream: false,
-      openedMicros: Date.now() * 1000,
-    };
-    extractor.open(flow);
-    return {
-      sent: (chunk) => extractor.data(flow, 'request', chunk, Date.now() * 1000),
-      received: (chunk) => extractor.data(flow, 'response', chunk, Date.now() * 1000),
-      closed: () => extractor.close(flow, 'fin'),
-    };
   }
 
   private sweep(): void {

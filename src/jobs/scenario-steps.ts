@@ -41,7 +41,7 @@ export async function measure(
 }
 
 /** One side of the scenario's two-way mirror (the routes are the caller's). */
-export function mirrorOptions(options: ScenarioOptions): Omit<MirrorOptions, 'routes'> {
+export function mirrorOptions(options: ScenarioOptions, twoWay: boolean): Omit<MirrorOptions, 'routes'> {
   return {
     sourceHost: '127.0.0.1',
     interface: options.interface,
@@ -52,7 +52,7 @@ export function mirrorOptions(options: ScenarioOptions): Omit<MirrorOptions, 'ro
     drainMs: 5000,
     // With immediate capture the mirrors lag by milliseconds on an idle machine; the window widens
     // by itself to three times the lag measured when they fall behind.
-    twoWay: { ports: TWO_WAY_PORTS, conflictWindowMs: 500 },
+    twoWay: twoWay ? { ports: TWO_WAY_PORTS, conflictWindowMs: 500 } : undefined,
     replay: {
       fill: true,
       fillWindowMs: 60_000,

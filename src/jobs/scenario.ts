@@ -16,9 +16,9 @@
  *
  * The switch is instant (every application host at once) or rolling (hosts
  * one by one over `switchSeconds`, as a deploy does), optionally followed by a
- * rollback (every host back to the old pool). The mirror strategies run
- * memshift's two-way mirror from the moment the switch begins: old → new goes
- * on, new → old starts, so both pools stay current and a rollback finds the old
+ * rollback (every host back to the old pool). With a rolling switch or a
+ * rollback, the mirror strategies run memshift's two-way mirror from the
+ * moment the switch begins: old → new goes on, new → old starts, so both pools stay current and a rollback finds the old
  * pool warm and correct. Every hit is checked against the application's
  * database (stale hits, by phase), and at the end every key of both pools is
  * (stale values left).
@@ -219,9 +219,12 @@ async function runStrategy(
 
     // The migration window.
     const window: number[] = [];
+    // Both pools are written only during a rolling switch, or again after a rollback: only then
+    // does the scenario need the new → old direction (an instant switch moves every host at once).
+    const twoWay = options.switchMode === 'rolling' || options.rollbackSeconds > 0;
     if (mirrored) {
       const forward = new MirrorJob({
-        ...mirrorOptions(options),
+        ...mirrorOptions(options, twoWay),
         routes: oldPool.servers.map((s) => ({ sourcePort: s.port, target: newPool, mapped: false })),
         backfill: strategy === 'mirror+backfill' ? {} : undefined,
       });
@@ -271,9 +274,9 @@ async function runStrategy(
             () => undefined,
           );
     // Both pools are about to be written: memshift mirrors new → old too, from now to the end.
-    if (mirrored) {
+    if (mirrored && twoWay) {
       const reverse = new MirrorJob({
-        ...mirrorOptions(options),
+        ...mirrorOptions(options, true),
         routes: newPool.servers.map((s) => ({ sourcePort: s.port, target: oldPool, mapped: false })),
       });
       mirrors.push(reverse);

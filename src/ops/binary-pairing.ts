@@ -8,32 +8,33 @@
  * reply.
  */
 import {
-  binaryArithmeticDelta,
-  binaryArithmeticExpiration,
-  binaryArithmeticInitial,
-  BINARY_NO_AUTO_CREATE,
-  binaryCounterValue,
-  binaryFlushExpiration,
   BinaryOpcode,
-  binaryResponseFlags,
-  BinaryStatus,
-  binaryStoreExpiration,
-  binaryStoreFlags,
-  binaryTouchExpiration,
-  isQuiet,
+  BinaryRequestParser,
+  BinaryResponseParser,
   loudOf,
   type BinaryRequest,
   type BinaryResponse,
 } from '../protocol/binary.js';
-import { BinaryRequestParser, BinaryResponseParser } from '../protocol/binary.js';
 import { B } from '../protocol/bytes.js';
-import { SKIPPED_VALUE } from '../protocol/lines.js';
-import type { OpOutcome } from './operation.js';
-import { PendingRequest } from './pending.js';
+import {
+  BINARY_ADMIN,
+  BINARY_NO_REPLY,
+  binaryReplyOutcome,
+  binaryRequestValue,
+  describeBinary,
+} from './binary-meaning.js';
+import { PendingRequest, type ReplyOutcome } from './pending.js';
 import { huntBinary } from './resync.js';
 import { LOOKAHEAD, PairingSession, type SessionContext } from './session.js';
 
 export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse> {
+  private readonly reply: ReplyOutcome = {
+    outcome: 'unknown',
+    value: undefined,
+    flags: undefined,
+    number: undefined,
+  };
+
   constructor(ctx: SessionContext, connection: number, midstream: boolean) {
     super(
       ctx,
@@ -53,96 +54,13 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
   }
 
   protected request(req: BinaryRequest): void {
-    const loud = loudOf(req.opcode);
     const p = new PendingRequest();
-    p.protocol = 'binary';
     p.timestampMicros = this.now;
-    p.opcode = loud;
-    p.opaque = req.opaque;
-    p.silent = isQuiet(req.opcode);
-    p.cas = req.cas !== 0n;
-    switch (loud) {
-      case BinaryOpcode.Get:
-      case BinaryOpcode.GetK:
-        p.command = 'get';
-        p.key = Buffer.from(req.key);
-        p.returnsKey = loud === BinaryOpcode.GetK;
-        p.silentOutcome = 'miss';
-        break;
-      case BinaryOpcode.GAT:
-      case BinaryOpcode.GATK:
-        p.command = 'gat';
-        p.key = Buffer.from(req.key);
-        p.exptime = binaryTouchExpiration(req);
-        p.returnsKey = loud === BinaryOpcode.GATK;
-        p.silentOutcome = 'miss';
-        break;
-      case BinaryOpcode.Set:
-      case BinaryOpcode.Add:
-      case BinaryOpcode.Replace:
-        // A store with a CAS is a compare-and-swap (section 4.3); memcached ignores it on Add.
-        p.command =
-          p.cas && loud !== BinaryOpcode.Add
-            ? 'cas'
-            : loud === BinaryOpcode.Set
-              ? 'set'
-              : loud === BinaryOpcode.Add
-                ? 'add'
-                : 'replace';
-        p.key = Buffer.from(req.key);
-        this.takeValue(p, req.value);
-        p.flags = binaryStoreFlags(req);
-        p.exptime = binaryStoreExpiration(req);
-        p.silentOutcome = 'stored';
-        break;
-      case BinaryOpcode.Append:
-      case BinaryOpcode.Prepend:
-        p.command = loud === BinaryOpcode.Append ? 'append' : 'prepend';
-        p.key = Buffer.from(req.key);
-        this.takeValue(p, req.value);
-        p.silentOutcome = 'stored';
-        break;
-      case BinaryOpcode.Delete:
-        p.command = 'delete';
-        p.key = Buffer.from(req.key);
-        p.silentOutcome = 'deleted';
-        break;
-      case BinaryOpcode.Increment:
-      case BinaryOpcode.Decrement:
-        p.command = loud === BinaryOpcode.Increment ? 'incr' : 'decr';
-        p.key = Buffer.from(req.key);
-        p.delta = binaryArithmeticDelta(req);
-        {
-          // Any expiration but the all-ones one creates a missing counter at `initial` (section 4.5).
-          const expiration = binaryArithmeticExpiration(req);
-          if (expiration !== undefined && expiration !== BINARY_NO_AUTO_CREATE) {
-            p.initial = binaryArithmeticInitial(req);
-            p.exptime = expiration;
-          }
-        }
-        p.silentOutcome = 'number'; // a quiet success does not send the new value
-        break;
-      case BinaryOpcode.Touch:
-        p.command = 'touch';
-        p.key = Buffer.from(req.key);
-        p.exptime = binaryTouchExpiration(req);
-        p.silentOutcome = 'touched';
-        break;
-      case BinaryOpcode.Flush:
-        p.command = 'flush_all';
-        p.exptime = binaryFlushExpiration(req);
-        p.silentOutcome = 'ok';
-        break;
-      case BinaryOpcode.Noop:
-        p.name = 'noop'; // a fence: it exists to end quiet pipelines
-        break;
-      default:
-        // Version, Stat, Verbosity, Quit, SASL, opcodes memcached does not know: paired, not mirrored.
-        this.ctx.counters.adminCommands++;
-        p.name = 'binary';
-        if (loud === BinaryOpcode.Quit && p.silent) return; // QuitQ: no reply, the connection closes
-        p.silentOutcome = 'ok';
-    }
+    const shape = describeBinary(req, p);
+    if ((shape & BINARY_ADMIN) !== 0) this.ctx.counters.adminCommands++;
+    if ((shape & BINARY_NO_REPLY) !== 0) return; // QuitQ: no reply, the connection closes
+    const value = binaryRequestValue(req, p);
+    if (value !== undefined) this.takeValue(p, value);
     this.enqueue(p);
   }
 
@@ -182,24 +100,9 @@ export class BinarySession extends PairingSession<BinaryRequest, BinaryResponse>
   }
 
   private outcome(p: PendingRequest, res: BinaryResponse): void {
-    const status = res.status;
-    switch (p.command) {
-      case 'get':
-      case 'gat':
-        if (status === BinaryStatus.NoError) {
-          // A value over the limit was skipped unread: a hit whose value is not known.
-          const value = res.value === SKIPPED_VALUE ? undefined : Buffer.from(res.value);
-          return this.finish(p, 'hit', value, binaryResponseFlags(res));
-        }
-        return this.finish(p, status === BinaryStatus.KeyNotFound ? 'miss' : 'error', undefined, undefined);
-      case 'incr':
-      case 'decr':
-        if (status === BinaryStatus.NoError) {
-          return this.finish(p, 'number', undefined, undefined, binaryCounterValue(res));
-        }
-        break;
-    }
-    this.finish(p, statusOutcome(p, status));
+    const out = this.reply;
+    binaryReplyOutcome(p, res, out);
+    this.finish(p, out.outcome, out.value, out.flags, out.number);
   }
 }
 
@@ -209,43 +112,4 @@ function owns(p: PendingRequest, loud: number, res: BinaryResponse): boolean {
     p.opaque === res.opaque &&
     (!p.returnsKey || res.key.length === 0 || p.key.equals(res.key))
   );
-}
-
-/** What a status means for each command (memcached sends KeyExists for a refused add, KeyNotFound for a refused replace). */
-function statusOutcome(p: PendingRequest, status: number): OpOutcome {
-  if (status === BinaryStatus.NoError) {
-    switch (p.command) {
-      case 'delete':
-        return 'deleted';
-      case 'touch':
-        return 'touched';
-      case 'flush_all':
-        return 'ok';
-      default:
-        return 'stored';
-    }
-  }
-  switch (p.command) {
-    case 'add':
-      if (status === BinaryStatus.KeyExists || status === BinaryStatus.ItemNotStored) return 'not_stored';
-      break;
-    case 'replace':
-      if (status === BinaryStatus.KeyNotFound || status === BinaryStatus.ItemNotStored) return 'not_stored';
-      break;
-    case 'append':
-    case 'prepend':
-      if (status === BinaryStatus.ItemNotStored || status === BinaryStatus.KeyNotFound) return 'not_stored';
-      if (status === BinaryStatus.KeyExists) return 'exists';
-      break;
-    case 'set':
-      if (status === BinaryStatus.ItemNotStored) return 'not_stored';
-      break;
-    default:
-      if (status === BinaryStatus.KeyExists) return 'exists';
-      if (status === BinaryStatus.KeyNotFound) return 'not_found';
-      if (status === BinaryStatus.ItemNotStored) return 'not_stored';
-  }
-  if (status === BinaryStatus.KeyExists) return 'exists';
-  if (status === BinaryStatus.KeyNotFound) return 'not_found';
-  return 'error';
 }

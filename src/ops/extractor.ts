@@ -149,7 +149,7 @@ export class OperationExtractor implements FlowListener {
       this.counters.gaps++;
       return;
     }
-    session.gap(direction === 'request');
+    session.gap(direction === 'request', missingBytes);
   }
 
   close(flow: Flow, reason: CloseReason): void {

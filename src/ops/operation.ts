@@ -50,6 +50,8 @@ export interface Operation {
   readonly value: Buffer | undefined;
   /** A storage request whose value was over memshift's value limit, skipped unread (`value` undefined). */
   readonly oversize?: boolean | undefined;
+  /** A storage request whose value memshift had no room to hold (the pending byte budget), skipped unread. */
+  readonly shed?: boolean | undefined;
   /** Client flags sent (storage) or read (hits, when known). */
   readonly flags: number | undefined;
   /**

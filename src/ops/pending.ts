@@ -20,7 +20,9 @@ export class PendingRequest {
   value: Buffer | undefined = undefined;
   /** The value was over the value limit and skipped unread (`value` is then undefined). */
   oversize = false;
-  /** Bytes of the pending budget this request holds until it is reported. */
+  /** The value was not kept for want of room in the pending byte budget (`value` is then undefined). */
+  shed = false;
+  /** Bytes of the pending budget this request holds until it is reported (its value, values read for it). */
   charged = 0;
   flags: number | undefined = undefined;
   exptime: number | undefined = undefined;
@@ -77,6 +79,15 @@ export class PendingRequest {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** What one reply frame (not a retrieval's) says happened to the request in `p`. */
+export interface ReplyOutcome {
+  outcome: OpOutcome;
+  /** The value the operation carries (the stored one, or the one read). */
+  value: Buffer | undefined;
+  flags: number | undefined;
+  number: bigint | undefined;
+}
 
 /**
  * A FIFO of pending requests on a power-of-two ring: O(1) push and shift,

@@ -16,7 +16,7 @@
  * owed has arrived.
  */
 import type { CloseReason } from '../capture/tcp-reassembly.js';
-import { FrameDecoder, type FrameParser } from '../protocol/decoder.js';
+import { FrameDecoder, NO_ROOM_FOR_HEAD, type FrameParser } from '../protocol/decoder.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Limits } from '../protocol/limits.js';
 import { SKIPPED_VALUE } from '../protocol/lines.js';
@@ -48,10 +48,20 @@ export interface OperationCounters {
   resyncs: number;
   gaps: number;
   gapBytes: number;
+  /** Gaps that fell inside a data block of known length: skipped by it, the flow stayed in step. */
+  gapsInValues: number;
   /** Storage requests whose value was over the value limit: skipped by its length, the key invalidated. */
   oversizeValues: number;
   /** Values not kept while awaiting their reply, the pending byte budget being spent: the key is invalidated. */
   shedValues: number;
+  /**
+   * Data blocks not held while they arrived (request values and read replies),
+   * the pending byte budget being spent: skipped by their declared length; a
+   * write's key is invalidated, a read fills nothing.
+   */
+  shedPartialValues: number;
+  /** Incomplete lines or headers the pending byte budget had no room for: that direction of the flow resyncs. */
+  shedLines: number;
   /** Malformed bytes (each one poisons that direction until the next message start). */
   protocolErrors: number;
   /** Requests given up because the flow's pending queue was full (mutations reported 'unknown'). */
@@ -97,9 +107,12 @@ export function zeroOperationCounters(): OperationCounters {
     resyncs: 0,
     gaps: 0,
     gapBytes: 0,
+    gapsInValues: 0,
     protocolErrors: 0,
     oversizeValues: 0,
     shedValues: 0,
+    shedPartialValues: 0,
+    shedLines: 0,
     pendingDropped: 0,
     droppedReads: 0,
     adminCommands: 0,
@@ -119,7 +132,10 @@ export interface SessionContext {
   readonly settleMicros: number;
   /** Quiet mutations of every session of the extractor, reported in time and in key order. */
   readonly hold: QuietHold;
-  /** Bytes the values of requests awaiting replies may hold, over every flow. */
+  /**
+   * Bytes that requests awaiting replies, multi-get values awaiting their END
+   * and frames still arriving may hold, over every flow.
+   */
   readonly pendingBytes: ByteBudget;
 }
 
@@ -148,6 +164,8 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   /** Timestamp of the request chunk being parsed. */
   protected now = 0;
   private lastResponseMicros = 0;
+  /** Capture time of the request chunk before the one being parsed. */
+  private lastRequestMicros = 0;
   private readonly requests: FrameDecoder<Req>;
   private readonly responses: FrameDecoder<Res>;
   private requestHunt: boolean;
@@ -156,6 +174,8 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   private responseCarry: Buffer | undefined;
   private readonly onRequestFrame: (frame: Req) => void;
   private readonly onResponseFrame: (frame: Res) => void;
+  /** A request whose value was lost: queued while out of step, never a reason to settle. */
+  private readonly onLostRequest: (frame: Req) => void;
 
   constructor(
     ctx: SessionContext,
@@ -166,19 +186,25 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   ) {
     this.ctx = ctx;
     this.connection = connection;
-    this.requests = new FrameDecoder(requestParser);
-    this.responses = new FrameDecoder(responseParser);
+    this.requests = new FrameDecoder(requestParser, ctx.pendingBytes);
+    this.responses = new FrameDecoder(responseParser, ctx.pendingBytes);
     this.desynced = midstream;
     this.requestsTrusted = !midstream;
     this.requestHunt = midstream;
     this.responseHunt = midstream;
     this.onRequestFrame = (frame) => {
       this.ctx.counters.requests++;
+      if (this.requests.shedFrame) this.ctx.counters.shedPartialValues++;
       this.settleIfIdle();
+      this.request(frame);
+    };
+    this.onLostRequest = (frame) => {
+      this.ctx.counters.requests++;
       this.request(frame);
     };
     this.onResponseFrame = (frame) => {
       this.ctx.counters.responses++;
+      if (this.responses.shedFrame) this.ctx.counters.shedPartialValues++;
       this.response(frame);
     };
   }
@@ -194,11 +220,9 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   pushRequest(chunk: Buffer, timestampMicros: number): void {
     this.now = timestampMicros;
     let buf: Buffer | undefined = chunk;
-    if (this.requestHunt) {
-      buf = this.hunt(chunk, true);
-      if (buf === undefined) return;
-    }
-    this.feed(buf, true);
+    if (this.requestHunt) buf = this.hunt(chunk, true);
+    if (buf !== undefined) this.feed(buf, true);
+    this.lastRequestMicros = timestampMicros;
   }
 
   pushResponse(chunk: Buffer, timestampMicros: number): void {
@@ -211,10 +235,20 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     this.feed(buf, false);
   }
 
-  /** Bytes of one direction were lost: what is pending can no longer be paired, and that direction hunts. */
-  gap(isRequest: boolean): void {
+  /**
+   * `missingBytes` of one direction were lost. Inside a data block of known
+   * length the flow stays in step: the block is skipped by that length and
+   * its frame reported without it (a write's key is invalidated, a read fills
+   * nothing). Otherwise what is pending can no longer be paired, and that
+   * direction hunts.
+   */
+  gap(isRequest: boolean, missingBytes: number): void {
     this.ctx.counters.gaps++;
-    this.outOfStep(isRequest);
+    const skipped = isRequest
+      ? !this.requestHunt && this.requests.skipLost(missingBytes, this.onRequestFrame)
+      : !this.responseHunt && this.responses.skipLost(missingBytes, this.onResponseFrame);
+    if (skipped) this.ctx.counters.gapsInValues++;
+    else this.outOfStep(isRequest);
   }
 
   /** The connection ended: quiet requests had their silent outcome only if every reply was seen (both FINs). */
@@ -225,6 +259,9 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       else if (complete && p.silent && !p.unsure) this.finish(p, p.silentOutcome);
       else this.giveUp(p);
     }
+    // What the decoders held of frames that never completed goes back to the budget.
+    this.requests.reset();
+    this.responses.reset();
   }
 
   // ---- for the protocol sessions ----
@@ -244,7 +281,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       else {
         // No room to keep it until its reply: its key is invalidated instead of written.
         p.value = undefined;
-        p.oversize = true;
+        p.shed = true;
         this.ctx.counters.shedValues++;
       }
     }
@@ -282,8 +319,13 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
   protected takeValue(p: PendingRequest, value: Buffer): void {
     if (value === SKIPPED_VALUE) {
       p.value = undefined;
-      p.oversize = true;
-      this.ctx.counters.oversizeValues++;
+      if (this.requests.shedFrame) p.shed = true;
+      else if (this.requests.lostFrame) {
+        // Part of it was lost in a gap: the key is invalidated as of unknown content.
+      } else {
+        p.oversize = true;
+        this.ctx.counters.oversizeValues++;
+      }
     } else {
       p.value = Buffer.from(value);
     }
@@ -297,7 +339,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     flags: number | undefined = p.flags,
     number: bigint | undefined = undefined,
   ): void {
-    if (p.command === 'other') return; // admin commands and fences are paired, never mirrored
+    if (p.command === 'other') return this.release(p); // admin commands and fences are paired, never mirrored
     if (p.held || p.tracked) this.ctx.hold.settled(p);
     if (p.reported !== undefined) return this.lateOutcome(p, outcome);
     if (p.unsure) {
@@ -364,13 +406,13 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
 
   /** Reports `p` without a trustworthy reply: mutations as 'unknown', reads not at all. */
   protected giveUp(p: PendingRequest): void {
-    if (p.command === 'other') return;
+    if (p.command === 'other') return this.release(p);
     if (p.held || p.tracked) this.ctx.hold.settled(p);
     // Reported early: 'unknown' now asks nothing more of the target than what it was told then.
-    if (p.reported !== undefined) return;
+    if (p.reported !== undefined) return this.release(p);
     if (p.command === 'get') {
       this.ctx.counters.droppedReads += p.keys?.length ?? 1;
-      return;
+      return this.release(p);
     }
     if (p.keys !== undefined) {
       for (const key of p.keys) this.emit(p, key, 'unknown', undefined, undefined, undefined);
@@ -389,10 +431,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     flags: number | undefined,
     number: bigint | undefined,
   ): void {
-    if (p.charged > 0) {
-      this.ctx.pendingBytes.give(p.charged);
-      p.charged = 0;
-    }
+    this.release(p);
     const c = this.ctx.counters;
     if (p.contested && (p.command === 'get' || p.command === 'gat')) {
       // Its value may predate or follow the contested write: nothing to fill from it.
@@ -411,6 +450,7 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       delta: p.delta,
       initial: p.initial,
       oversize: p.oversize,
+      shed: p.shed,
       number,
       outcome,
       protocol: p.protocol,
@@ -420,6 +460,14 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     });
     // Contested: whichever write the source applied last, the target must not guess.
     if (p.contested) this.invalidate(p, 'contested');
+  }
+
+  /** Gives back the pending budget's bytes `p` holds (its value, multi-get values read for it). */
+  protected release(p: PendingRequest): void {
+    if (p.charged > 0) {
+      this.ctx.pendingBytes.give(p.charged);
+      p.charged = 0;
+    }
   }
 
   /** A reply proved which request it answers: requests queued after that one are in step. */
@@ -450,6 +498,9 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     this.ctx.counters.resyncs++;
     this.flushPending();
     this.desynced = true;
+    // A request partway through its value when its place was lost: the source may have stored it
+    // whole, so its key is invalidated (queued unsure, after everything given up above).
+    if (isRequest) this.requests.dropHeld(this.onLostRequest);
     if (isRequest) {
       this.requestHunt = true;
       this.requestsTrusted = false;
@@ -462,13 +513,20 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
     }
   }
 
-  /** Nothing pending and no reply for a while: every reply owed has been seen. */
+  /**
+   * Nothing pending and no reply for a while, the last reply sent after the
+   * client's last bytes: every reply owed has been seen, and the server had
+   * read a whole request when it last answered. (A client that paused in the
+   * middle of a value got no reply meanwhile: the bytes it sends next are
+   * still that value's, whatever they look like.)
+   */
   private settleIfIdle(): void {
     if (
       this.desynced &&
       this.queue.length === 0 &&
       !this.responseHunt &&
       this.responses.buffered === 0 &&
+      this.lastResponseMicros >= this.lastRequestMicros &&
       this.now - this.lastResponseMicros >= this.ctx.settleMicros
     ) {
       this.desynced = false;
@@ -506,7 +564,8 @@ export abstract class PairingSession<Req, Res> implements HoldOwner {
       else this.responses.push(buf, this.onResponseFrame);
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
-      this.ctx.counters.protocolErrors++;
+      if (err.reason === NO_ROOM_FOR_HEAD) this.ctx.counters.shedLines++;
+      else this.ctx.counters.protocolErrors++;
       this.outOfStep(isRequest);
       // Hunt again in what follows the bad byte (frames before it were handled).
       const from = Math.max(0, err.offset - base + 1);

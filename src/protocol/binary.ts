@@ -161,7 +161,8 @@ export class BinaryResponseParser implements FrameParser<BinaryResponse> {
  * bound is refused before any of its body is buffered. A value over the limit
  * is refused too, or with `limits.skipOversizeValues` left out of the returned
  * length: `cursor.skip` has the decoder drop it by its length (memcached
- * swallows a value too large to store the same way).
+ * swallows a value too large to store the same way). `cursor.shed` skips a
+ * value of any length the same way (the decoder has no room to hold it).
  */
 function packetLength(
   buf: Buffer,
@@ -206,7 +207,8 @@ function packetLength(
       start,
     );
   }
-  const skip = valueLength > limits.maxValueBytes ? valueLength : 0;
+  const shed = cursor.shed === true && limits.skipOversizeValues === true;
+  const skip = valueLength > limits.maxValueBytes || shed ? valueLength : 0;
   const total = BINARY_HEADER_BYTES + bodyLength - skip;
   if (available < total) {
     cursor.need = total;

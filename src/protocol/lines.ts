@@ -107,7 +107,8 @@ export const SKIPPED_VALUE: Buffer = Buffer.alloc(0);
  * `limits.skipOversizeValues` the frame ends at the line and `cursor.skip`
  * tells the decoder to drop the block and its \r\n by their length, as
  * memcached swallows a value too large to store (SKIPPED_VALUE stands for the
- * value); otherwise it is a framing error.
+ * value); otherwise it is a framing error. `cursor.shed` skips a block of
+ * any length the same way (the decoder has no room to hold it).
  */
 export function dataBlock(
   buf: Buffer,
@@ -117,14 +118,11 @@ export function dataBlock(
   limits: Limits,
   cursor: ParseCursor,
 ): Buffer | undefined {
-  if (len > limits.maxValueBytes) {
-    if (limits.skipOversizeValues !== true) {
-      throw protocolError(
-        `data block of ${len} bytes over the ${limits.maxValueBytes} byte limit`,
-        buf,
-        start,
-      );
-    }
+  const over = len > limits.maxValueBytes;
+  if (over && limits.skipOversizeValues !== true) {
+    throw protocolError(`data block of ${len} bytes over the ${limits.maxValueBytes} byte limit`, buf, start);
+  }
+  if (over || (cursor.shed === true && limits.skipOversizeValues === true)) {
     cursor.end = next;
     cursor.skip = len + 2;
     return SKIPPED_VALUE;

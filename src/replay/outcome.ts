@@ -48,7 +48,9 @@ export type DeleteReason =
   /** A set failed on the source, which unlinks the old item when it cannot store the new one. */
   | 'failed_set'
   /** The value was over memshift's value limit and skipped unread: what the source holds is not known. */
-  | 'too_large';
+  | 'too_large'
+  /** memshift had no room to hold the value (--max-pending-bytes) and skipped it unread. */
+  | 'over_budget';
 
 export type TargetAction =
   | {
@@ -99,9 +101,15 @@ function del(key: Buffer, reason: DeleteReason): TargetAction[] {
   return [{ kind: 'delete', key, reason }];
 }
 
+/** Why a storage operation came without its value. */
+function valueMissing(op: Operation): DeleteReason {
+  if (op.oversize === true) return 'too_large';
+  return op.shed === true ? 'over_budget' : 'unknown';
+}
+
 function set(op: Operation): TargetAction[] {
   // A storage operation without its value cannot be repeated: unknown content.
-  if (op.value === undefined) return del(op.key, op.oversize === true ? 'too_large' : 'unknown');
+  if (op.value === undefined) return del(op.key, valueMissing(op));
   return [{ kind: 'set', key: op.key, value: op.value, flags: op.flags ?? 0, exptime: op.exptime ?? 0 }];
 }
 
@@ -139,7 +147,7 @@ export function outcomeActions(op: Operation, rules: OutcomeRules): TargetAction
     case 'append':
     case 'prepend':
       if (outcome === 'stored') {
-        if (op.value === undefined) return del(key, op.oversize === true ? 'too_large' : 'unknown');
+        if (op.value === undefined) return del(key, valueMissing(op));
         return [{ kind: command, key, value: op.value }];
       }
       if (outcome === 'unknown') return del(key, 'unknown');

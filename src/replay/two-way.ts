@@ -38,8 +38,9 @@
  *
  * The window must cover both mirrors' lag (capture to the write landing on
  * the other side): it widens by itself to three times the longest lag this
- * side has measured, so a mirror that falls behind deletes more, never
- * leaves a crossing in place.
+ * side measured over the last ten seconds, so a mirror that falls behind
+ * deletes more, never leaves a crossing in place, and one that caught up
+ * stops deleting keys for a lag that has passed.
  *
  * Times live in two fixed tables indexed by two hashes of the key, each slot
  * holding the latest time of any key that maps there: a collision can only
@@ -111,12 +112,16 @@ export interface TwoWayOptions {
 export const DEFAULT_CONFLICT_WINDOW_MS = 5000;
 /** How much earlier than a local write a peer write may be captured and still have landed after it. */
 export const ORDER_SLACK_MS = 50;
+/** Seconds of measured lag the window follows. */
+const LAG_SECONDS = 10;
 
 /** The latest local and peer write time of every key, within bounded memory. */
 export class WriteTimes {
   /** The configured window; `windowMs` is this or more when the mirrors lag. */
   readonly configuredMs: number;
-  private lagWindowMs = 0;
+  /** The longest lag of each of the last LAG_SECONDS seconds (ring indexed by the second). */
+  private readonly lagBySecond = new Float64Array(LAG_SECONDS);
+  private readonly lagSecond = new Float64Array(LAG_SECONDS).fill(-1);
   private readonly local: Float64Array;
   private readonly peer: Float64Array;
   private readonly mask: number;
@@ -134,14 +139,30 @@ export class WriteTimes {
     this.mask = n - 1;
   }
 
-  /** The window in force: the configured one, or three times the longest lag measured. */
+  /** The window in force: the configured one, or three times the longest lag of the last seconds. */
   get windowMs(): number {
-    return Math.max(this.configuredMs, this.lagWindowMs);
+    const now = Math.floor(Date.now() / 1000);
+    let lag = 0;
+    for (let i = 0; i < LAG_SECONDS; i++) {
+      if (this.lagSecond[i]! > now - LAG_SECONDS && this.lagBySecond[i]! > lag) lag = this.lagBySecond[i]!;
+    }
+    return Math.max(this.configuredMs, 3 * lag);
   }
 
-  /** A write of ours landed on the target `ms` after its capture. */
-  observeLag(ms: number): void {
-    if (3 * ms > this.lagWindowMs) this.lagWindowMs = 3 * ms;
+  /**
+   * A write of ours landed on the target `ms` after its capture. Only recent
+   * lags widen the window: a crossing happens between writes made now, so a
+   * spike that passed (a mirror starting, a backfill's burst) no longer
+   * stands for the lag of writes being made.
+   */
+  observeLag(ms: number, now = Date.now()): void {
+    const second = Math.floor(now / 1000);
+    const slot = second % LAG_SECONDS;
+    if (this.lagSecond[slot] !== second) {
+      this.lagSecond[slot] = second;
+      this.lagBySecond[slot] = 0;
+    }
+    if (ms > this.lagBySecond[slot]!) this.lagBySecond[slot] = ms;
   }
 
   /** Records a write replayed from this side at `ms`; true if a peer write to the key landed after it. */

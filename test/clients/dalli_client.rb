@@ -5,7 +5,15 @@ require 'json'
 require 'dalli'
 
 def value_of(spec)
+  # {"int": n}: Dalli stores an integer marshalled, under its serialized flag.
+  return spec['int'] if spec.is_a?(Hash)
+
   spec.is_a?(Array) ? spec[0] * spec[1] : spec
+end
+
+# Plain bytes for strings; an integer goes through Dalli's serializer.
+def opts_for(value)
+  value.is_a?(Integer) ? {} : RAW
 end
 
 job = JSON.parse($stdin.read)
@@ -20,7 +28,7 @@ run = lambda do |c, op|
   name = op[0]
   args = op[2..]
   case name
-  when 'set' then c.set(args[0], value_of(args[1]), args[2], RAW)
+  when 'set' then c.set(args[0], value_of(args[1]), args[2], opts_for(value_of(args[1])))
   when 'add' then c.add(args[0], value_of(args[1]), args[2], RAW)
   when 'replace' then c.replace(args[0], value_of(args[1]), args[2], RAW)
   when 'delete' then c.delete(args[0])
@@ -29,7 +37,12 @@ run = lambda do |c, op|
   when 'append' then c.append(args[0], value_of(args[1]))
   when 'prepend' then c.prepend(args[0], value_of(args[1]))
   when 'touch' then c.touch(args[0], args[1])
-  when 'cas' then c.cas(args[0], args[2], RAW) { |_| value_of(args[1]) }
+  when 'cas'
+    c.cas(args[0], args[2], RAW) do |_|
+      # Another connection writes first: this cas loses.
+      clients[1].set(args[0], value_of(args[3]), args[2], RAW) if args.length > 3
+      value_of(args[1])
+    end
   when 'get_multi' then c.get_multi(*args[0], RAW)
   when 'sleep' then sleep(args[0])
   when 'read'

@@ -50,6 +50,8 @@ for (const [name, conn, ...args] of job.ops) {
         break;
       case 'cas': {
         const got = await call((cb) => c.gets(args[0], cb));
+        // Another connection writes first: this cas loses.
+        if (args.length > 3) await call((cb) => clients[1].set(args[0], valueOf(args[3]), args[2], cb));
         if (got?.cas !== undefined)
           ok = await call((cb) => c.cas(args[0], valueOf(args[1]), got.cas, args[2], cb));
         break;

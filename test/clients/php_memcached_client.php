@@ -17,7 +17,9 @@ function client(array $job): Memcached {
     return $m;
 }
 
-function value_of($spec): string {
+function value_of($spec) {
+    // {"int": n}: the client stores an integer under its own flags.
+    if (is_array($spec) && isset($spec['int'])) return (int)$spec['int'];
     return is_array($spec) ? str_repeat($spec[0], $spec[1]) : $spec;
 }
 
@@ -41,6 +43,8 @@ foreach ($job['ops'] as $op) {
         case 'touch': $ok = $c->touch($args[0], $args[1]); break;
         case 'cas':
             $got = $c->get($args[0], null, Memcached::GET_EXTENDED);
+            // Another connection writes first: this cas loses.
+            if (count($args) > 3) $clients[1]->set($args[0], value_of($args[3]), $args[2]);
             if ($got !== false) $ok = $c->cas($got['cas'], $args[0], value_of($args[1]), $args[2]);
             break;
         case 'get_multi': $c->getMulti($args[0]); break;

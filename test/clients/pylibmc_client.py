@@ -9,6 +9,8 @@ import pylibmc
 
 
 def value_of(spec):
+    if isinstance(spec, dict):  # {"int": n}: the client stores an integer under its own flags
+        return int(spec["int"])
     if isinstance(spec, list):  # [text, repeat]
         return (spec[0] * spec[1]).encode()
     return spec.encode()
@@ -48,6 +50,8 @@ def main():
                 c.touch(args[0], args[1])
             elif name == "cas":
                 _, token = c.gets(args[0])
+                if len(args) > 3:  # another connection writes first: this cas loses
+                    clients[1].set(args[0], value_of(args[3]), time=args[2])
                 if token is not None:
                     c.cas(args[0], value_of(args[1]), token, time=args[2])
             elif name == "get_multi":

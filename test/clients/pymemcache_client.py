@@ -50,6 +50,8 @@ def main():
                 ok = c.touch(args[0], args[1], noreply=False)
             elif name == "cas":
                 _, token = c.gets(args[0])
+                if len(args) > 3:  # another connection writes first: this cas loses
+                    clients[1].set(args[0], value_of(args[3]), expire=args[2], noreply=False)
                 if token is not None:
                     ok = c.cas(args[0], value_of(args[1]), token, expire=args[2], noreply=False)
             elif name == "get_multi":

@@ -10,6 +10,8 @@ import memcache
 
 
 def value_of(spec):
+    if isinstance(spec, dict):  # {"int": n}: the client stores an integer under its own flags
+        return int(spec["int"])
     if isinstance(spec, list):  # [text, repeat]
         return (spec[0] * spec[1]).encode()
     return spec.encode()
@@ -45,6 +47,8 @@ def main():
         elif name == "cas":
             c.cache_cas = True
             if c.gets(args[0]) is not None:
+                if len(args) > 3:  # another connection writes first: this cas loses
+                    clients[1].set(args[0], value_of(args[3]), time=args[2])
                 ok = c.cas(args[0], value_of(args[1]), time=args[2])
         elif name == "get_multi":
             c.get_multi(args[0])

@@ -12,7 +12,9 @@ import { parsePoolSpec, type Pool } from '../../src/topology/pool.js';
 import { startMemcached, type MemcachedServer } from './memcached.js';
 
 export interface MirrorRig {
+  /** The first source server; `sources` holds them all (one route each, into the same new pool). */
   readonly source: MemcachedServer;
+  readonly sources: MemcachedServer[];
   readonly targets: MemcachedServer[];
   readonly pool: Pool;
   readonly sourceClient: MemcachedClient;
@@ -24,6 +26,8 @@ export interface MirrorRig {
 }
 
 export interface RigOptions {
+  /** Source servers (default 1), each mirrored by its own route into the one new pool. */
+  readonly sources?: number;
   readonly targets?: number;
   readonly hash?: string;
   readonly host?: string;
@@ -35,21 +39,24 @@ export interface RigOptions {
   readonly replay?: Partial<MirrorOptions['replay']>;
   readonly backfill?: MirrorOptions['backfill'];
   /** Runs after the source started and before capture starts (connections opened before capture). */
-  readonly beforeCapture?: (source: MemcachedServer) => Promise<void>;
+  readonly beforeCapture?: (source: MemcachedServer, sources: MemcachedServer[]) => Promise<void>;
 }
 
 export async function mirrorRig(options: RigOptions = {}): Promise<MirrorRig> {
   const host = options.host ?? '127.0.0.1';
-  const source = await startMemcached({ host, args: options.sourceArgs ?? ['-I', '2m'] });
+  const sources: MemcachedServer[] = [];
+  for (let i = 0; i < (options.sources ?? 1); i++)
+    sources.push(await startMemcached({ host, args: options.sourceArgs ?? ['-I', '2m'] }));
+  const source = sources[0]!;
   const targets: MemcachedServer[] = [];
   for (let i = 0; i < (options.targets ?? 3); i++)
     targets.push(await startMemcached({ host, args: options.targetArgs?.[i] ?? ['-I', '2m'] }));
   const pool = parsePoolSpec(targets.map((t) => t.address).join(','), options.hash ?? 'libmemcached-ketama', {
     name: 'new',
   });
-  await options.beforeCapture?.(source);
+  await options.beforeCapture?.(source, sources);
   const job = new MirrorJob({
-    routes: [{ sourcePort: source.port, target: pool, mapped: options.mapped ?? false }],
+    routes: sources.map((s) => ({ sourcePort: s.port, target: pool, mapped: options.mapped ?? false })),
     sourceHost: host,
     interface: 'lo',
     excludeClients: [],
@@ -73,6 +80,7 @@ export async function mirrorRig(options: RigOptions = {}): Promise<MirrorRig> {
   let summary: MirrorSummary | undefined;
   return {
     source,
+    sources,
     targets,
     pool,
     sourceClient,
@@ -86,7 +94,7 @@ export async function mirrorRig(options: RigOptions = {}): Promise<MirrorRig> {
       await job.stop().catch(() => undefined);
       sourceClient.destroy();
       targetClient.destroy();
-      await Promise.all([source, ...targets].map((s) => s.stop()));
+      await Promise.all([...sources, ...targets].map((s) => s.stop()));
     },
   };
 }

@@ -8,6 +8,9 @@
  * An operation is `[name, connection, ...args]`; connection 0 is the client as
  * configured, 1 a second client that always waits for replies (so writes to
  * one key come from two connections). Values are a string or `[text, times]`.
+ * `['cas', c, key, value, ttl, moved?]` reads the key's CAS token and writes
+ * with it; with `moved`, connection 1 writes that value in between, so the cas
+ * loses (EXISTS).
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
