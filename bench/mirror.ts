@@ -1,7 +1,7 @@
 /**
  * How fast and how exactly can memshift mirror? Co-located on this machine: a
  * source memcached, a 3-server target pool, `memshift mirror` (its own
- * process, capturing on lo with tcpdump), and a load generator (this process).
+ * process, capturing on lo), and a load generator (this process).
  * Cases, in one run:
  *  - set:  100-byte sets at fixed rates (MIRROR_BENCH_RATES);
  *  - big:  10 KB sets (MIRROR_BENCH_BIG_RATE);
@@ -11,9 +11,9 @@
  * is read from the source and from the target server the pool's hashing
  * places it on: correct share, stale values (target differs), missing keys
  * (source has, target lacks); and kernel drops, stream gaps, lag p50/p99, CPU
- * seconds (memshift's own, and its tcpdump's) and peak RSS of memshift. Each case runs
- * MIRROR_BENCH_REPEAT times in each capture mode (MIRROR_BENCH_MODES: batched
- * and immediate delivery, alternating); medians are reported. tcpcopy is not packaged for
+ * seconds (memshift's own, and its capture program's) and peak RSS of memshift. Each case runs
+ * MIRROR_BENCH_REPEAT times in each capture mode (MIRROR_BENCH_MODES, alternating: `helper` is
+ * memshift-capture, `batched` and `immediate` are tcpdump's two delivery modes); medians are reported. tcpcopy is not packaged for
  * Debian and is not compared here. Prints JSON.
  */
 import { spawn } from 'node:child_process';
@@ -31,8 +31,13 @@ const BIG_RATE = Number(process.env['MIRROR_BENCH_BIG_RATE'] ?? 10000);
 const MIX_RATES = list('MIRROR_BENCH_MIX_RATES', '50000,100000,max');
 const SECONDS = Number(process.env['MIRROR_BENCH_SECONDS'] ?? 5);
 const REPEAT = Number(process.env['MIRROR_BENCH_REPEAT'] ?? 3);
-/** Capture delivery modes compared side by side: `batched` (the default) and `immediate`. */
-const MODES = list('MIRROR_BENCH_MODES', 'batched,immediate');
+/** Capture modes compared side by side, and the mirror arguments each one means. */
+const MODES = list('MIRROR_BENCH_MODES', 'helper,batched,immediate');
+const MODE_ARGS: Record<string, string[]> = {
+  helper: ['--capture-program', 'helper'],
+  batched: ['--capture-program', 'tcpdump', '--batched'],
+  immediate: ['--capture-program', 'tcpdump', '--immediate'],
+};
 /** Extra `memshift mirror` arguments (e.g. `--capture-rate 160000`), split on spaces. */
 const EXTRA = list('MIRROR_BENCH_ARGS', '').flatMap((a) => a.split(' '));
 /** Node options for the mirror process (e.g. `--cpu-prof`), split on spaces. */
@@ -226,7 +231,7 @@ async function mirrorRun(
       '--max-queue',
       '1000000',
       '--json',
-      `--${mode}`,
+      ...(MODE_ARGS[mode] ?? [`--${mode}`]),
       ...EXTRA,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages memshift and its tests use, when they are missing:
 # memcached (servers for the demo and tests), tcpdump (live capture for mirror),
+# gcc, libc6-dev and libpcap-dev (to build memshift-capture, the capture program mirror prefers),
 # libmemcached-tools (memcslap, memccapable: real clients in tests), tmux (terminal UI tests),
 # chromium (dashboard tests, headless), and the real client libraries the conformance tests
 # drive: pylibmc, pymemcache, python-memcached (under /usr/bin/python3), php-memcached and PECL
@@ -14,7 +15,7 @@ command -v memccapable >/dev/null 2>&1 || need+=(libmemcached-tools)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in python3-pylibmc python3-pymemcache python3-memcache php8.2-cli php8.2-memcached \
+for pkg in gcc libc6-dev libpcap-dev python3-pylibmc python3-pymemcache python3-memcache php8.2-cli php8.2-memcached \
   php8.2-memcache ruby ruby-dalli libcache-memcached-perl libcache-memcached-fast-perl; do
   installed "$pkg" || need+=("$pkg")
 done

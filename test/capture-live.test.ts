@@ -21,6 +21,10 @@ import { MemshiftError } from '../src/protocol/errors.js';
 import { chunkings } from './support/chunks.js';
 
 const LIVE_TIMEOUT = 120_000;
+const PROGRAMS = [
+  ['tcpdump', 'tcpdump'],
+  ['helper', 'memshift-capture'],
+] as const;
 
 /** Per flow (keyed by client port): both streams, open/close facts. */
 interface Seen {
@@ -468,21 +472,23 @@ describe('tcpdump runner', { timeout: LIVE_TIMEOUT }, () => {
     });
   });
 
-  it('reports a tcpdump that stops capturing by itself', async () => {
-    const tcpdump = startTcpdump({ interface: 'lo', serverPorts: [11211] });
-    tcpdump.stdout.resume();
-    await tcpdump.ready;
-    process.kill(tcpdump.pid!, 'SIGKILL');
-    await tcpdump.exited;
-    assert.equal(tcpdump.error?.code, 'MEMSHIFT_ERR_TCPDUMP');
-    assert.equal(tcpdump.error?.message, 'tcpdump stopped capturing on lo: killed by SIGKILL');
-  });
+  for (const [program, name] of PROGRAMS) {
+    it(`reports a capture that stops by itself (${name})`, async () => {
+      const tcpdump = startTcpdump({ interface: 'lo', serverPorts: [11211], program });
+      tcpdump.stdout.resume();
+      await tcpdump.ready;
+      process.kill(tcpdump.pid!, 'SIGKILL');
+      await tcpdump.exited;
+      assert.equal(tcpdump.error?.code, 'MEMSHIFT_ERR_TCPDUMP');
+      assert.equal(tcpdump.error?.message, `${name} stopped capturing on lo: killed by SIGKILL`);
+    });
 
-  it("passes on tcpdump's reason for other failures", async () => {
-    const tcpdump = startTcpdump({ interface: 'memshift-none0', serverPorts: [11211] });
-    await assert.rejects(
-      tcpdump.ready,
-      /^MemshiftError: tcpdump could not capture on memshift-none0: .*No such device/,
-    );
-  });
+    it(`passes on the capture program's reason for other failures (${name})`, async () => {
+      const tcpdump = startTcpdump({ interface: 'memshift-none0', serverPorts: [11211], program });
+      await assert.rejects(
+        tcpdump.ready,
+        new RegExp(`^MemshiftError: ${name} could not capture on memshift-none0: .*No such device`),
+      );
+    });
+  }
 });

@@ -114,6 +114,7 @@ describe('memshift mirror on the command line', () => {
       }
       // Well before the first status line (10 s without a terminal).
       assert.match(mirror.stderr(), /^memshift mirror: capturing on lo \(filter: .*port \d+.*\); \d+ -> /m);
+      assert.match(mirror.stderr(), /; memshift-capture, ring blocks handed over within 5 ms\)/);
       assert.match(mirror.stderr(), /values up to 2 MiB|values up to 1 MiB/);
       const client = new MemcachedClient(source.address);
       for (let i = 0; i < 50; i++) await client.set(`warn:${i}`, 'v');
@@ -186,14 +187,24 @@ describe('memshift mirror on the command line', () => {
   });
 
   it('says what to install when tcpdump is missing, in one line', () => {
-    const run = spawnSync(process.execPath, [BIN, 'mirror', '--port', '11211', '--to', '127.0.0.1:11311'], {
-      encoding: 'utf8',
-      timeout: 20_000,
-      env: { ...process.env, PATH: '/nonexistent' },
-    });
+    const run = spawnSync(
+      process.execPath,
+      [BIN, 'mirror', '--port', '11211', '--to', '127.0.0.1:11311', '--capture-program', 'tcpdump'],
+      { encoding: 'utf8', timeout: 20_000, env: { ...process.env, PATH: '/nonexistent' } },
+    );
     assert.equal(run.status, 2);
     assert.equal(run.stderr.trim().split('\n').length, 1);
     assert.match(run.stderr, /^memshift: .*apt-get install tcpdump/);
+  });
+
+  it('refuses an unknown capture program with one line', () => {
+    const run = spawnSync(
+      process.execPath,
+      [BIN, 'mirror', '--port', '11211', '--to', '127.0.0.1:11311', '--capture-program', 'pcapd'],
+      { encoding: 'utf8', timeout: 20_000 },
+    );
+    assert.equal(run.status, 2);
+    assert.match(run.stderr.trim(), /^memshift: --capture-program: give helper or tcpdump, not pcapd$/);
   });
 
   it('refuses bad routes with one line', () => {

@@ -11,6 +11,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { MemshiftError } from '../protocol/errors.js';
+import {
+  chooseCaptureProgram,
+  DEFAULT_CAPTURE_TIMEOUT_MS,
+  HELPER_NAME,
+  CAPTURE_HELPER_PATH,
+  type CaptureProgram,
+} from './capture-program.js';
 import { captureFilter, type AddressRange } from './filter.js';
 
 export interface TcpdumpOptions {
@@ -31,8 +38,14 @@ export interface TcpdumpOptions {
    * pair it with a small snap length or expect kernel drops under load.
    */
   readonly immediate?: boolean;
-  /** The tcpdump binary (default `tcpdump`, looked up on PATH). */
+  /** The tcpdump binary (default `tcpdump`, looked up on PATH); giving it chooses tcpdump. */
   readonly tcpdumpPath?: string;
+  /** tcpdump, or memshift-capture (default when built, see capture-program.ts). */
+  readonly program?: CaptureProgram | undefined;
+  /** memshift-capture only: how long the kernel may hold a ring block (-t), default 5 ms. */
+  readonly timeoutMs?: number | undefined;
+  /** The memshift-capture binary (default dist/bin/memshift-capture). */
+  readonly helperPath?: string | undefined;
 }
 
 /** tcpdump's own counts, from its stats lines; undefined until it has printed one. */
@@ -128,10 +141,14 @@ function interfaceMtu(iface: string): number | undefined {
   return largest;
 }
 
-/** The command line for `options`: `-i IFACE -U -w - -s N -B KIB [--immediate-mode] FILTER`. */
-export function tcpdumpArgs(options: TcpdumpOptions): string[] {
+/**
+ * The command line for `options`: `-i IFACE -U -w - -s N -B KIB [-t MS] [--immediate-mode] FILTER`
+ * (-t for memshift-capture only).
+ */
+export function tcpdumpArgs(options: TcpdumpOptions, program: CaptureProgram = 'tcpdump'): string[] {
   const args = ['-i', options.interface, '-U', '-w', '-', '-s', String(options.snapLength ?? 0)];
   args.push('-B', String(options.bufferKiB ?? DEFAULT_BUFFER_KIB));
+  if (program === 'helper') args.push('-t', String(options.timeoutMs ?? DEFAULT_CAPTURE_TIMEOUT_MS));
   if (options.immediate) args.push('--immediate-mode');
   args.push(captureFilter(options.serverPorts, options.excludeClients ?? []));
   return args;
@@ -141,6 +158,9 @@ export class TcpdumpCapture {
   /** The pcap stream. Read it steadily: a full pipe makes tcpdump drop packets. */
   readonly stdout: Readable;
   readonly args: readonly string[];
+  /** Which program captures, and (memshift-capture) its ring block timeout in ms. */
+  readonly program: CaptureProgram;
+  readonly timeoutMs: number | undefined;
   /** Resolves once tcpdump listens; rejects with a one-line MemshiftError when it cannot start. */
   readonly ready: Promise<void>;
   /** Resolves when tcpdump has exited, with its final counts. */
@@ -160,8 +180,15 @@ export class TcpdumpCapture {
   private statsWaiters: Array<() => void> = [];
 
   constructor(options: TcpdumpOptions) {
-    this.args = tcpdumpArgs(options);
-    const path = options.tcpdumpPath ?? 'tcpdump';
+    this.program =
+      options.tcpdumpPath !== undefined && options.program === undefined
+        ? 'tcpdump'
+        : chooseCaptureProgram(options.program, options.helperPath);
+    const helper = this.program === 'helper';
+    this.timeoutMs = helper ? (options.timeoutMs ?? DEFAULT_CAPTURE_TIMEOUT_MS) : undefined;
+    this.args = tcpdumpArgs(options, this.program);
+    const path = helper ? (options.helperPath ?? CAPTURE_HELPER_PATH) : (options.tcpdumpPath ?? 'tcpdump');
+    const name = helper ? HELPER_NAME : 'tcpdump';
     this.child = spawn(path, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(this.child);
     installExitHook();
@@ -186,7 +213,7 @@ export class TcpdumpCapture {
     });
     this.exited = new Promise<TcpdumpStats>((resolve) => {
       this.child.once('error', (err: NodeJS.ErrnoException) => {
-        this.failure = spawnFailure(err, path);
+        this.failure = spawnFailure(err, path, name);
         running.delete(this.child);
         failReady(this.failure);
         this.releaseWaiters();
@@ -196,19 +223,24 @@ export class TcpdumpCapture {
         running.delete(this.child);
         if (this.partial !== '') this.parseStats(this.keep(this.partial));
         if (!this.listening) {
-          this.failure ??= startFailure(this.lines, options.interface, code, signal);
+          this.failure ??= startFailure(this.lines, options.interface, code, signal, name, path);
           failReady(this.failure);
         } else if (!this.stopping && code !== 0) {
           // It was capturing and stopped by itself: the interface went away, the pipe broke...
           this.failure ??= new MemshiftError(
             'MEMSHIFT_ERR_TCPDUMP',
-            `tcpdump stopped capturing on ${options.interface}: ${lastComplaint(this.lines, code, signal)}`,
+            `${name} stopped capturing on ${options.interface}: ${lastComplaint(this.lines, code, signal)}`,
           );
         }
         this.releaseWaiters();
         resolve(this.stats);
       });
     });
+  }
+
+  /** Whether packets come within milliseconds (memshift-capture, or tcpdump --immediate-mode). */
+  get prompt(): boolean {
+    return this.program === 'helper' || this.args.includes('--immediate-mode');
   }
 
   /** The tcpdump process id, once spawned. */
@@ -303,18 +335,20 @@ export function startTcpdump(options: TcpdumpOptions): TcpdumpCapture {
   return new TcpdumpCapture(options);
 }
 
-function spawnFailure(err: NodeJS.ErrnoException, path: string): MemshiftError {
+function spawnFailure(err: NodeJS.ErrnoException, path: string, name: string): MemshiftError {
   if (err.code === 'ENOENT') {
-    return new MemshiftError(
-      'MEMSHIFT_ERR_TCPDUMP_MISSING',
-      `tcpdump not found (${path}): install tcpdump: apt-get install tcpdump`,
-      { cause: err },
-    );
+    const install =
+      name === 'tcpdump'
+        ? 'install tcpdump: apt-get install tcpdump'
+        : 'run `npm run build` (needs gcc libc6-dev libpcap-dev), or use --capture-program tcpdump';
+    return new MemshiftError('MEMSHIFT_ERR_TCPDUMP_MISSING', `${name} not found (${path}): ${install}`, {
+      cause: err,
+    });
   }
   if (err.code === 'EACCES') {
     return new MemshiftError(
       'MEMSHIFT_ERR_TCPDUMP_PERMISSION',
-      `cannot run ${path}: run as root or grant: setcap cap_net_raw,cap_net_admin=eip $(command -v tcpdump)`,
+      `cannot run ${path}: run as root or grant: ${grant(name, path)}`,
       { cause: err },
     );
   }
@@ -326,18 +360,29 @@ function startFailure(
   iface: string,
   code: number | null,
   signal: NodeJS.Signals | null,
+  name: string,
+  path: string,
 ): MemshiftError {
   const text = lines.join('\n');
   if (/permission|not permitted/i.test(text)) {
     return new MemshiftError(
       'MEMSHIFT_ERR_TCPDUMP_PERMISSION',
-      `tcpdump may not capture on ${iface}: run as root or grant: setcap cap_net_raw,cap_net_admin=eip $(command -v tcpdump)`,
+      `${name} may not capture on ${iface}: run as root or grant: ${grant(name, path)}`,
     );
   }
-  // tcpdump's first complaint is the useful one ("tcpdump: eth9: No such device exists").
+  // The first complaint is the useful one ("tcpdump: eth9: No such device exists").
   const first = lines.find((l) => l.trim() !== '' && !l.startsWith('(')) ?? '';
-  const why = first !== '' ? first.replace(/^tcpdump: /, '') : exitText(code, signal);
-  return new MemshiftError('MEMSHIFT_ERR_TCPDUMP', `tcpdump could not capture on ${iface}: ${why}`);
+  const why = first !== '' ? withoutProgram(first) : exitText(code, signal);
+  return new MemshiftError('MEMSHIFT_ERR_TCPDUMP', `${name} could not capture on ${iface}: ${why}`);
+}
+
+function grant(name: string, path: string): string {
+  const target = name === 'tcpdump' ? '$(command -v tcpdump)' : path;
+  return `setcap cap_net_raw,cap_net_admin=eip ${target}`;
+}
+
+function withoutProgram(line: string): string {
+  return line.replace(/^(tcpdump|memshift-capture): /, '');
 }
 
 /** The last line that is not news of normal work (listening, counts), else how the process ended. */
@@ -345,7 +390,7 @@ function lastComplaint(lines: readonly string[], code: number | null, signal: No
   for (let i = lines.length - 1; i >= 0; i--) {
     const line = lines[i]!;
     if (line.trim() !== '' && !/packets? (captured|received|dropped)|listening on /.test(line)) {
-      return line.replace(/^tcpdump: /, '');
+      return withoutProgram(line);
     }
   }
   return exitText(code, signal);

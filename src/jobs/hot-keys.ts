@@ -20,6 +20,7 @@
  */
 import type { AddressRange } from '../capture/filter.js';
 import { CapturePipeline, type CaptureCounters } from '../capture/pipeline.js';
+import type { CaptureProgram } from '../capture/capture-program.js';
 import { startTcpdump, type TcpdumpStats } from '../capture/tcpdump.js';
 import { OperationExtractor, type OperationCounters } from '../ops/extractor.js';
 import type { Operation } from '../ops/operation.js';
@@ -405,6 +406,8 @@ export interface HotKeysOptions {
   /** Most keys held (default 10,000). */
   readonly capacity?: number;
   readonly tcpdumpPath?: string;
+  /** memshift-capture (default when built) or tcpdump. */
+  readonly captureProgram?: CaptureProgram | undefined;
 }
 
 export interface HotKeyEntry {
@@ -450,8 +453,8 @@ export interface HotKeys {
   readonly error: MemshiftError | undefined;
 }
 
-/** Without immediate mode the kernel hands packets over in batches up to a second late. */
-const STOP_GRACE_MS = 1200;
+/** From tcpdump the kernel hands packets over in batches up to a second late; memshift-capture within ms. */
+const STOP_GRACE_MS = { prompt: 250, batched: 1200 } as const;
 
 /** Starts tcpdump and counts every key it sees; resolves once capture runs. */
 export async function startHotKeys(options: HotKeysOptions): Promise<HotKeys> {
@@ -469,6 +472,7 @@ export async function startHotKeys(options: HotKeysOptions): Promise<HotKeys> {
     serverPorts: options.ports,
     ...(options.excludeClients ? { excludeClients: options.excludeClients } : {}),
     ...(options.tcpdumpPath === undefined ? {} : { tcpdumpPath: options.tcpdumpPath }),
+    program: options.captureProgram,
   });
   let failure: MemshiftError | undefined;
   tcpdump.stdout.on('data', (chunk: Buffer) => {
@@ -531,7 +535,9 @@ export async function startHotKeys(options: HotKeysOptions): Promise<HotKeys> {
     },
     stop() {
       stopping ??= (async () => {
-        await new Promise((resolve) => setTimeout(resolve, STOP_GRACE_MS));
+        await new Promise((resolve) =>
+          setTimeout(resolve, tcpdump.prompt ? STOP_GRACE_MS.prompt : STOP_GRACE_MS.batched),
+        );
         clearInterval(sweeper);
         await tcpdump.stop();
         pipeline.flows.closeAll('end');

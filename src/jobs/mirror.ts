@@ -12,6 +12,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { CaptureProgram } from '../capture/capture-program.js';
 import type { AddressRange } from '../capture/filter.js';
 import { CapturePipeline, type CaptureCounters } from '../capture/pipeline.js';
 import type { CloseReason, Direction, Flow, FlowListener } from '../capture/tcp-reassembly.js';
@@ -37,8 +38,8 @@ import { parsePoolSpec, type Pool } from '../topology/pool.js';
 /**
  * How far behind the clock capture time is assumed complete when no packet
  * says so (quiet writes expire by it), and how long the last packets are
- * waited for at stop: with immediate delivery packets come within
- * milliseconds; in kernel batches up to a second late.
+ * waited for at stop: with memshift-capture or immediate delivery packets
+ * come within milliseconds; from tcpdump in kernel batches up to a second late.
  */
 const CAPTURE_DELAY_MS = { immediate: 250, batched: 1200 } as const;
 /** How often a quiet live capture moves capture time on by the clock (held quiet writes expire). */
@@ -86,6 +87,10 @@ export interface MirrorOptions {
   /** How long, after capture stops, queued writes may still drain (ms). */
   readonly drainMs: number;
   readonly tcpdumpPath?: string | undefined;
+  /** memshift-capture (default when built) or tcpdump. */
+  readonly captureProgram?: CaptureProgram | undefined;
+  /** memshift-capture's ring block timeout (ms). */
+  readonly captureTimeoutMs?: number | undefined;
   readonly tcpdumpBufferKiB?: number | undefined;
   /** Packets per second (both directions) the immediate-delivery ring is sized for. */
   readonly capturePacketsPerSecond?: number | undefined;
@@ -375,12 +380,16 @@ export class MirrorJob {
     readonly filter: string | undefined;
     readonly file: string | undefined;
     readonly sizing: CaptureSizing | undefined;
+    readonly program: CaptureProgram | undefined;
+    readonly timeoutMs: number | undefined;
   } {
     return {
       interface: this.options.interface,
       filter: this.tcpdump?.args.at(-1),
       file: this.options.pcapFile,
       sizing: this.sizing,
+      program: this.tcpdump?.program,
+      timeoutMs: this.tcpdump?.timeoutMs,
     };
   }
 
@@ -394,8 +403,9 @@ export class MirrorJob {
         })
       : undefined;
     this.sizing = sizing;
-    const delay = immediate ? CAPTURE_DELAY_MS.immediate : CAPTURE_DELAY_MS.batched;
     const tcpdump = startTcpdump({
+      program: this.options.captureProgram,
+      timeoutMs: this.options.captureTimeoutMs,
       interface: this.options.interface,
       immediate,
       ...(sizing === undefined ? {} : { snapLength: sizing.snapLength, bufferKiB: sizing.bufferKiB }),
@@ -405,6 +415,7 @@ export class MirrorJob {
       ...(this.options.tcpdumpPath === undefined ? {} : { tcpdumpPath: this.options.tcpdumpPath }),
     });
     this.tcpdump = tcpdump;
+    const delay = tcpdump.prompt ? CAPTURE_DELAY_MS.immediate : CAPTURE_DELAY_MS.batched;
     tcpdump.stdout.on('data', (chunk: Buffer) => this.push(chunk));
     // A quiet live capture brings no packets to sweep idle flows by capture time: sweep by the clock too.
     const sweeper = setInterval(() => {

@@ -4,6 +4,7 @@
  * structured logs, and a clean stop on SIGINT/SIGTERM.
  */
 import type { Command } from 'commander';
+import { parseCaptureProgram, type CaptureProgram } from '../../capture/capture-program.js';
 import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
 import { MirrorJob, type MirrorRoute, type MirrorSummary } from '../../jobs/mirror.js';
 import { readFileSync } from 'node:fs';
@@ -46,6 +47,8 @@ interface MirrorFlags {
   batched?: boolean;
   captureBuffer?: string;
   captureRate?: string;
+  captureProgram?: string;
+  captureTimeout?: string;
   maxQueueBytes: string;
   maxPendingBytes: string;
   backfill?: boolean;
@@ -129,12 +132,20 @@ export function registerMirror(program: Command, out: Output): void {
       'kernel delivers packets in batches (the default): up to 1 s of lag, a ring that holds more',
     )
     .option(
+      '--capture-program <program>',
+      'helper (memshift-capture: packets within milliseconds from a packed ring; the default when built) or tcpdump',
+    )
+    .option(
+      '--capture-timeout <ms>',
+      'memshift-capture: longest the kernel holds packets before handing them over (default 5)',
+    )
+    .option(
       '--capture-rate <packets>',
       'with --immediate: packets per second (both directions) the kernel ring is sized for: it holds 50 ms of them (default 80000)',
     )
     .option(
       '--capture-buffer <bytes>',
-      "tcpdump's kernel ring (-B); default: sized from the interface's MTU (immediate) or 64 MiB (batched)",
+      "the capture program's kernel ring (-B); default: sized from the interface's MTU (immediate) or 64 MiB",
     )
     .option(
       '--two-way-ports <low-high>',
@@ -150,7 +161,8 @@ export function registerMirror(program: Command, out: Output): void {
     .option('--log <file>', 'write structured logs (JSON lines) to this file')
     .addHelpText(
       'after',
-      '\nNeeds tcpdump and the right to capture (root, or cap_net_raw,cap_net_admin on tcpdump).\n' +
+      '\nNeeds memshift-capture (built by `npm run build` with libpcap-dev) or tcpdump, and the right to\n' +
+        'capture (root, or cap_net_raw,cap_net_admin on the capture program).\n' +
         'Examples:\n' +
         '  memshift mirror --port 11211 --to 10.0.1.1:11211,10.0.1.2:11211 --hash ketama\n' +
         '  memshift mirror --pools pools.yaml --route 11211=data-new --route 11212=view-new\n' +
@@ -180,6 +192,11 @@ export function registerMirror(program: Command, out: Output): void {
         maxValueBytes: flags.maxValue === undefined ? undefined : parseBytes('--max-value', flags.maxValue),
         maxQueueBytes: parseBytes('--max-queue-bytes', flags.maxQueueBytes),
         immediate: immediateFrom(flags),
+        captureProgram: captureProgramFrom(flags.captureProgram),
+        captureTimeoutMs:
+          flags.captureTimeout === undefined
+            ? undefined
+            : Math.round(number('--capture-timeout', flags.captureTimeout, 1)),
         tcpdumpBufferKiB:
           flags.captureBuffer === undefined
             ? undefined
@@ -261,6 +278,13 @@ export function registerMirror(program: Command, out: Output): void {
         await log.close();
       }
     });
+}
+
+function captureProgramFrom(text: string | undefined): CaptureProgram | undefined {
+  if (text === undefined) return undefined;
+  const program = parseCaptureProgram(text);
+  if (program === undefined) throw new UsageError(`--capture-program: give helper or tcpdump, not ${text}`);
+  return program;
 }
 
 function immediateFrom(flags: MirrorFlags): boolean {
@@ -385,7 +409,13 @@ function startedLine(job: MirrorJob): string {
       : `, immediate delivery, snap ${ring.snapLength} B (MTU ${ring.mtu ?? '?'}), ` +
         `ring ${formatBytes(ring.bufferKiB * 1024)} (~${ring.ringPackets} packets, ` +
         `~${ring.ringMs} ms at ${ring.packetsPerSecond} packets/s)`;
-  const where = `capturing on ${info.interface} (filter: ${info.filter ?? '?'}${delivery})`;
+  const program =
+    info.program === 'helper'
+      ? `; memshift-capture, ring blocks handed over within ${info.timeoutMs} ms`
+      : info.program === 'tcpdump'
+        ? '; tcpdump'
+        : '';
+  const where = `capturing on ${info.interface} (filter: ${info.filter ?? '?'}${program}${delivery})`;
   const routes = s.routes.map((r) => `${r.sourcePort} -> ${r.target}`).join(', ');
   const limit = s.limits === undefined ? '' : `; values up to ${formatBytes(s.limits.maxValueBytes)}`;
   return `memshift mirror: ${where}; ${routes}${limit}`;

@@ -10,6 +10,7 @@
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
+import { parseCaptureProgram, type CaptureProgram } from '../../capture/capture-program.js';
 import { startHotKeys, type HotKeyOrder } from '../../jobs/hot-keys.js';
 import { TopPoller, type TopGroup, type TopSnapshot } from '../../jobs/top.js';
 import { loadPools, resolvePool, type Pool } from '../../topology/pool.js';
@@ -35,6 +36,7 @@ interface TopFlags {
   limit?: string;
   capacity: string;
   excludeClient: string[];
+  captureProgram?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -85,6 +87,10 @@ export function registerTop(program: Command, out: Output): void {
       "with --keys: leave this client's traffic out (repeatable)",
       collect,
       [],
+    )
+    .option(
+      '--capture-program <program>',
+      'with --keys: helper (memshift-capture, the default when built) or tcpdump',
     )
     .addHelpText(
       'after',
@@ -295,6 +301,7 @@ async function runKeys(targets: string[], flags: TopFlags, out: Output): Promise
     excludeClients: flags.excludeClient.map(parseExclusion),
     windowSeconds,
     capacity,
+    captureProgram: captureProgramFrom(flags.captureProgram),
   });
   const view = await import('../top-view.js');
   const order = (s: SortState): HotKeyOrder =>
@@ -351,4 +358,11 @@ async function runKeys(targets: string[], flags: TopFlags, out: Output): Promise
     process.off('SIGTERM', onSignal);
     await hot.stop();
   }
+}
+
+function captureProgramFrom(text: string | undefined): CaptureProgram | undefined {
+  if (text === undefined) return undefined;
+  const program = parseCaptureProgram(text);
+  if (program === undefined) throw new UsageError(`--capture-program: give helper or tcpdump, not ${text}`);
+  return program;
 }
