@@ -1,4 +1,5 @@
 import { MemshiftError } from '../protocol/errors.js';
+import { parseCaptureProgram, type CaptureProgram } from '../capture/capture-program.js';
 
 /** Where a command writes its result and the exit status it wants. */
 export interface Output {
@@ -34,4 +35,12 @@ export function parseMilliseconds(option: string, text: string): number {
 /** A size option (bytes, or 512k, 50m, 2g); undefined when not given. */
 export function parseSize(option: string, text: string | undefined): number | undefined {
   return text === undefined ? undefined : parseBytes(option, text);
+}
+
+/** `--capture-program helper|tcpdump` (a tcpdump path chooses tcpdump); undefined when not given. */
+export function captureProgramFrom(text: string | undefined): CaptureProgram | undefined {
+  if (text === undefined) return undefined;
+  const program = parseCaptureProgram(text);
+  if (program === undefined) throw new UsageError(`--capture-program: give helper or tcpdump, not ${text}`);
+  return program;
 }

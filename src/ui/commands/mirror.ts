@@ -4,7 +4,6 @@
  * structured logs, and a clean stop on SIGINT/SIGTERM.
  */
 import type { Command } from 'commander';
-import { parseCaptureProgram, type CaptureProgram } from '../../capture/capture-program.js';
 import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
 import { MirrorJob, type MirrorRoute, type MirrorSummary } from '../../jobs/mirror.js';
 import { readFileSync } from 'node:fs';
@@ -14,7 +13,7 @@ import { addWebOptions, serveWeb } from '../web.js';
 import { loadPools, parsePoolSpec, resolvePool, type Pool } from '../../topology/pool.js';
 import { formatTable } from '../format.js';
 import { EventLog } from '../event-log.js';
-import { parseBytes, UsageError, type Output } from '../options.js';
+import { captureProgramFrom, parseBytes, UsageError, type Output } from '../options.js';
 import { Warnings } from '../warnings.js';
 
 interface MirrorFlags {
@@ -278,13 +277,6 @@ export function registerMirror(program: Command, out: Output): void {
         await log.close();
       }
     });
-}
-
-function captureProgramFrom(text: string | undefined): CaptureProgram | undefined {
-  if (text === undefined) return undefined;
-  const program = parseCaptureProgram(text);
-  if (program === undefined) throw new UsageError(`--capture-program: give helper or tcpdump, not ${text}`);
-  return program;
 }
 
 function immediateFrom(flags: MirrorFlags): boolean {

@@ -10,13 +10,12 @@
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAddressRange, type AddressRange } from '../../capture/filter.js';
-import { parseCaptureProgram, type CaptureProgram } from '../../capture/capture-program.js';
 import { startHotKeys, type HotKeyOrder } from '../../jobs/hot-keys.js';
 import { TopPoller, type TopGroup, type TopSnapshot } from '../../jobs/top.js';
 import { loadPools, resolvePool, type Pool } from '../../topology/pool.js';
 import { startDashboard, type Dashboard, type DashboardSnapshot } from '../dashboard/server.js';
 import { createMetricsRegistry, registerTopMetrics } from '../metrics.js';
-import { UsageError, parseMilliseconds, type Output } from '../options.js';
+import { UsageError, captureProgramFrom, parseMilliseconds, type Output } from '../options.js';
 import type { SortState } from '../top-view.js';
 
 interface TopFlags {
@@ -358,11 +357,4 @@ async function runKeys(targets: string[], flags: TopFlags, out: Output): Promise
     process.off('SIGTERM', onSignal);
     await hot.stop();
   }
-}
-
-function captureProgramFrom(text: string | undefined): CaptureProgram | undefined {
-  if (text === undefined) return undefined;
-  const program = parseCaptureProgram(text);
-  if (program === undefined) throw new UsageError(`--capture-program: give helper or tcpdump, not ${text}`);
-  return program;
 }
